@@ -1,0 +1,61 @@
+"""The ``duelist`` command: a thin layer from arguments to library calls.
+
+Each subcommand lives next to the code it drives and registers itself here (``COMMANDS``); heavy
+imports happen only when a subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = [
+    "duelist.train.cli",
+    "duelist.eval.cli",
+    "duelist.data.tasks.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="duelist", description="Align language models with preference data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # known user errors get one clean line, everything else a traceback
+        from duelist.errors import USER_ERRORS
+
+        if isinstance(e, USER_ERRORS):
+            print(f"duelist {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _quiet_libraries() -> None:
+    """duelist draws its own progress; silence per-file loading bars and advisory warnings."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", module="transformers")
+    try:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

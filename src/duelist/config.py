@@ -1,0 +1,216 @@
+"""Typed run configuration: YAML files plus ``dotted.key=value`` overrides.
+
+Every section forbids unknown keys, so a typo is an error naming the key and listing the valid ones.
+The ``loss`` section is checked against the loss registry (name and parameters).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from duelist.losses import LossConfigError, build_loss
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key in the message."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(Section):
+    r: int = Field(16, gt=0)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | str = "all-linear"
+
+
+class ModelConfig(Section):
+    name: str = "default"
+    """``default`` (embedded SmolLM2-135M-Instruct), an HF model directory, a hub id, or a ``.gguf`` file."""
+    gguf_file: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """``auto``: float32 on CPU, bfloat16 on GPU."""
+    lora: LoraConfig | None = None
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False
+
+
+class DataConfig(Section):
+    train: str = "positive-review"
+    """A built-in task name, a file (.jsonl/.json/.parquet/.csv), a directory, or ``hf:<dataset name>``."""
+    split: str = "train"
+    max_length: int = Field(512, gt=1)
+    max_prompt_length: int = Field(256, gt=0)
+    truncation: Literal["keep_end", "drop"] = "keep_end"
+    on_invalid: Literal["error", "skip"] = "error"
+    limit: int | None = Field(None, gt=0)
+
+
+class OptimConfig(Section):
+    lr: float = Field(5e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    warmup: float = Field(0.1, ge=0)
+    """Warm-up length: a fraction of the run if < 1, else a number of steps."""
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    fused: bool | None = None
+    """Fused AdamW kernel; ``None`` = on for CUDA, off otherwise."""
+
+
+class TrainConfig(Section):
+    output_dir: str = "runs/default"
+    seed: int = 0
+    steps: int | None = Field(None, gt=0)
+    """Optimizer steps; ``None`` = ``epochs`` passes over the data."""
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, gt=0)
+    """Pairs per optimizer step, summed over processes and accumulation."""
+    grad_accum: int = Field(1, gt=0)
+    reference: Literal["auto", "precompute", "live", "none"] = "auto"
+    """``auto``: none for reference-free losses, else live when the loss needs the reference's
+    token distributions, else precomputed and cached on disk."""
+    logprob_chunk: int = Field(1024, gt=0)
+    """Response tokens per lm_head + log-softmax chunk."""
+    log_every: int = Field(1, gt=0)
+    save_every: int = Field(0, ge=0)
+    """Checkpoint every N steps (0: only at the end)."""
+    keep_checkpoints: int = Field(2, gt=0)
+    progress: bool = True
+    tensorboard: bool = True
+    save_final: bool = True
+    threads: int | None = Field(None, gt=0)
+
+
+class EvalConfig(Section):
+    prompts: str | None = None
+    """Held-out prompts: ``<task>:<split>`` or a file of records with a ``prompt`` field. Default: the
+    training task's ``test`` split."""
+    judge: str | None = None
+    """A judge name; default: the task's oracle."""
+    num_prompts: int = Field(128, gt=0)
+    samples_per_prompt: int = Field(2, gt=0)
+    max_new_tokens: int = Field(32, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    batch_size: int = Field(64, gt=0)
+    seed: int = 1234
+
+
+DEFAULT_LOSS: dict[str, Any] = {"name": "dpo", "beta": 0.1}
+
+
+class Config(Section):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    loss: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_LOSS))
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @field_validator("loss")
+    @classmethod
+    def _check_loss(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            build_loss(v)
+        except LossConfigError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {p!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["loss.beta=0.2", "train.steps=10"]`` → nested dict; values are parsed as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. loss.beta=0.2)")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw != "" else None)
+    return tree
+
+
+def _merge(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in upd.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "loss":
+            out[k] = _merge(out[k], v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            # loss: merge params, but a new name replaces the whole section
+            out[k] = v if "name" in v and v["name"] != out[k].get("name") else {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def _format_error(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        key = ".".join(str(x) for x in err["loc"])
+        if err["type"] == "extra_forbidden":
+            section = _section_for(err["loc"][:-1])
+            valid = ", ".join(section.model_fields) if section else ""
+            lines.append(f"{key}: unknown key" + (f" (valid keys here: {valid})" if valid else ""))
+        elif err["type"] == "value_error":
+            lines.append(err["msg"].removeprefix("Value error, "))
+        else:
+            got = err.get("input")
+            shown = f" (got {got!r})" if not isinstance(got, dict) else ""
+            lines.append(f"{key}: {err['msg']}{shown}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _section_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: Any = Config
+    for part in loc:
+        f = model.model_fields.get(part) if isinstance(part, str) else None
+        if f is None or not (isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)):
+            ann = getattr(f, "annotation", None)
+            args = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not args:
+                return None
+            model = args[0]
+        else:
+            model = f.annotation
+    return model
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from defaults), apply overrides, validate."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        tree = loaded
+    tree = _merge({"loss": DEFAULT_LOSS}, tree)
+    tree = _merge(tree, parse_overrides(overrides or []))
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e)) from None
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

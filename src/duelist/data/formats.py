@@ -1,0 +1,155 @@
+"""Stage 2: records → validated preference examples, in TRL's three preference formats.
+
+* standard: ``prompt``, ``chosen``, ``rejected`` strings;
+* conversational: the same keys holding lists of ``{"role", "content"}`` messages (``chosen`` and
+  ``rejected`` are the assistant turn(s) that follow the prompt);
+* implicit prompt: only ``chosen`` and ``rejected``, each a full transcript (string or messages); the
+  prompt is their shared prefix. For Anthropic-HH style text the prompt ends right after the last
+  shared ``\\n\\nAssistant:`` marker, so the response is the final assistant turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from duelist.data.sources import DataError, Record
+
+Messages = list[dict[str, str]]
+ROLES = ("system", "user", "assistant", "tool")
+ASSISTANT_MARKER = "\n\nAssistant:"
+
+
+class RecordError(DataError):
+    def __init__(self, record: Record, field: str, reason: str):
+        self.record, self.field, self.reason = record, field, reason
+        super().__init__(f"{record.where}, field {field!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class PreferenceExample:
+    prompt: str | Messages
+    chosen: str | Messages
+    rejected: str | Messages
+    source: str = ""
+    number: int = 0
+
+    @property
+    def conversational(self) -> bool:
+        return isinstance(self.prompt, list)
+
+
+def _messages(record: Record, field: str, value: Any) -> Messages:
+    if not isinstance(value, list) or not value:
+        raise RecordError(record, field, "expected a non-empty list of {role, content} messages")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise RecordError(record, f"{field}[{i}]", "expected a message {role, content}")
+        if m["role"] not in ROLES:
+            raise RecordError(record, f"{field}[{i}].role", f"unknown role {m['role']!r}; valid: {ROLES}")
+        if not isinstance(m["content"], str):
+            raise RecordError(record, f"{field}[{i}].content", "expected a string")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def _value(record: Record, field: str) -> str | Messages:
+    if field not in record.data or record.data[field] is None:
+        raise RecordError(record, field, "missing")
+    v = record.data[field]
+    if isinstance(v, str):
+        if not v.strip():
+            raise RecordError(record, field, "empty text")
+        return v
+    return _messages(record, field, v)
+
+
+def split_implicit_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """Split two transcripts into (prompt, chosen response, rejected response).
+
+    The prompt is the longest common prefix, cut back to just after the last ``\\n\\nAssistant:``
+    it contains when there is one (HH format), else to the last whitespace so no word is split.
+    """
+    n = 0
+    for a, b in zip(chosen, rejected, strict=False):
+        if a != b:
+            break
+        n += 1
+    common = chosen[:n]
+    cut = common.rfind(ASSISTANT_MARKER)
+    if cut >= 0:
+        n = cut + len(ASSISTANT_MARKER)
+    elif n < min(len(chosen), len(rejected)):
+        n = max(common.rfind(" "), common.rfind("\n"), 0)
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def _split_implicit_messages(record: Record, chosen: Messages, rejected: Messages):
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    if n == 0:
+        raise RecordError(record, "chosen", "implicit-prompt conversations share no prompt with 'rejected'")
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def to_example(record: Record) -> PreferenceExample:
+    """Validate one record and turn it into a ``PreferenceExample`` (raises ``RecordError``)."""
+    chosen, rejected = _value(record, "chosen"), _value(record, "rejected")
+    if type(chosen) is not type(rejected):
+        raise RecordError(record, "rejected", "must have the same type as 'chosen' (text or messages)")
+    if "prompt" in record.data and record.data["prompt"] is not None:
+        prompt = _value(record, "prompt")
+        if type(prompt) is not type(chosen):
+            raise RecordError(record, "prompt", "must have the same type as 'chosen' (text or messages)")
+    elif isinstance(chosen, str):
+        assert isinstance(rejected, str)
+        prompt, chosen, rejected = split_implicit_prompt(chosen, rejected)
+        if not prompt.strip():
+            raise RecordError(record, "chosen", "no 'prompt' field and no shared prefix with 'rejected'")
+    else:
+        assert isinstance(rejected, list)
+        prompt, chosen, rejected = _split_implicit_messages(record, chosen, rejected)
+    for field, resp in (("chosen", chosen), ("rejected", rejected)):
+        if not resp or (isinstance(resp, str) and not resp.strip()):
+            raise RecordError(record, field, "empty response after the prompt")
+        if isinstance(resp, list) and resp[-1]["role"] != "assistant":
+            raise RecordError(record, field, "the response must end with an assistant message")
+    if chosen == rejected:
+        raise RecordError(record, "rejected", "identical to 'chosen'")
+    return PreferenceExample(prompt, chosen, rejected, record.source, record.number)
+
+
+@dataclass
+class Validated:
+    examples: list[PreferenceExample]
+    skipped: list[RecordError]
+
+    def summary(self, limit: int = 5) -> str:
+        if not self.skipped:
+            return f"{len(self.examples)} examples, none skipped"
+        shown = "; ".join(str(e) for e in self.skipped[:limit])
+        more = f" (+{len(self.skipped) - limit} more)" if len(self.skipped) > limit else ""
+        return f"{len(self.examples)} examples, skipped {len(self.skipped)} invalid: {shown}{more}"
+
+
+def validate(records: Iterable[Record], on_invalid: str = "error") -> Validated:
+    """Validate every record before anything trains. ``on_invalid="error"`` raises a ``DataError``
+    listing the bad records (file, record number, field); ``"skip"`` drops them and reports which."""
+    examples, errors = [], []
+    for r in records:
+        try:
+            examples.append(to_example(r))
+        except RecordError as e:
+            errors.append(e)
+    if errors and on_invalid == "error":
+        shown = "\n  ".join(str(e) for e in errors[:10])
+        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise DataError(
+            f"{len(errors)} invalid record(s); fix them or set data.on_invalid=skip:\n  {shown}{more}"
+        )
+    if not examples:
+        raise DataError("no valid records")
+    return Validated(examples, errors)

@@ -1,0 +1,73 @@
+"""Built-in tasks: data shipped inside the package, with licences, and the oracle that judges them.
+
+``duelist tasks`` lists them; a task name can stand wherever a data source is expected
+(``data.train: positive-review``), and ``<task>:<split>`` names one of its splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    folder: str
+    splits: dict[str, str]  # split name → file inside the folder
+    judge: str | None  # oracle judge name (None: human labels only)
+    licences: tuple[str, ...] = ()
+    prompt_splits: tuple[str, ...] = field(default=("test",))
+
+    def path(self, split: str) -> Path:
+        if split not in self.splits:
+            raise KeyError(f"task {self.name!r} has no split {split!r}; splits: {', '.join(self.splits)}")
+        return HERE / self.folder / self.splits[split]
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task(
+            name="positive-review",
+            description=(
+                "Controlled sentiment (the DPO paper's IMDb task, offline): continue a movie-review opening "
+                "positively. Pairs are two samples of SmolLM2-135M-Instruct (best and worst of 4) "
+                "ranked by the VADER lexicon."
+            ),
+            folder="positive_review",
+            splits={"train": "pairs_train.jsonl", "prompts": "prompts_train.jsonl", "test": "prompts_test.jsonl"},
+            judge="lexicon",
+            licences=("LICENSE-movie-snippets.txt",),
+        ),
+    ]
+}
+
+
+def names() -> list[str]:
+    return sorted(TASKS)
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    name, _, split = spec.partition(":")
+    return name, split or None
+
+
+def is_task(spec: str) -> bool:
+    return split_spec(spec)[0] in TASKS
+
+
+def get(spec: str) -> Task:
+    name = split_spec(spec)[0]
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; built-in tasks: {', '.join(names())}")
+    return TASKS[name]
+
+
+def data_file(spec: str, split: str = "train") -> Path:
+    """The file of ``spec`` (``task`` or ``task:split``; an explicit split wins over ``split``)."""
+    _, explicit = split_spec(spec)
+    return get(spec).path(explicit or split)

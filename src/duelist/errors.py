@@ -1,0 +1,8 @@
+"""Errors that are the user's to fix (bad config, bad data, missing files): printed without a traceback."""
+
+from duelist.config import ConfigError
+from duelist.data.sources import DataError
+from duelist.losses import LossConfigError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, LossConfigError, FileExistsError,
+                                                FileNotFoundError)

@@ -1,0 +1,149 @@
+"""``duelist eval``: sample from the trained policy and its reference on held-out prompts and compare.
+
+Reports the oracle win-rate of policy over reference (each prompt's K policy samples against its K
+reference samples, ties ½) with a 95% interval over prompts, the mean oracle reward of both, and
+KL(π ‖ π_ref) estimated from the policy's own samples. Writes ``eval.json`` and ``eval.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from duelist.config import Config, ModelConfig
+from duelist.data import tasks
+from duelist.data.collate import pad_sequences
+from duelist.data.sources import read_records
+from duelist.data.tokenize import PairTokenizer
+from duelist.eval.kl import kl_from_samples
+from duelist.eval.plots import eval_report
+from duelist.eval.stats import mean_interval, winrate_interval
+from duelist.judges import RewardJudge, get_judge
+from duelist.models.load import load_model
+from duelist.models.logprobs import response_logprobs
+from duelist.sample.generate import Completion, sample
+
+console = Console(stderr=True)
+
+
+def prompt_source(cfg: Config) -> str:
+    if cfg.eval.prompts:
+        return cfg.eval.prompts
+    if tasks.is_task(cfg.data.train):
+        return f"{tasks.split_spec(cfg.data.train)[0]}:test"
+    raise ValueError("eval.prompts is required when training data is not a built-in task")
+
+
+def judge_name(cfg: Config) -> str:
+    if cfg.eval.judge:
+        return cfg.eval.judge
+    src = prompt_source(cfg)
+    if tasks.is_task(src) and tasks.get(src).judge:
+        return tasks.get(src).judge  # type: ignore[return-value]
+    raise ValueError("eval.judge is required when the prompts do not come from a task with an oracle")
+
+
+def load_prompts(spec: str, n: int) -> list[Any]:
+    records = read_records(spec, "test")
+    prompts = []
+    for r in records[:n]:
+        if "prompt" not in r.data:
+            raise ValueError(f"{r.where}, field 'prompt': missing (evaluation needs prompts)")
+        prompts.append(r.data["prompt"])
+    return prompts
+
+
+@torch.no_grad()
+def score(model: torch.nn.Module, comps: list[Completion], pad_id: int, batch_size: int) -> np.ndarray:
+    """log π(y|x) of each completion under ``model``."""
+    out = []
+    device = next(model.parameters()).device
+    for s in range(0, len(comps), batch_size):
+        chunk = comps[s : s + batch_size]
+        ids, att, resp = pad_sequences([c.prompt_ids for c in chunk], [c.ids for c in chunk], pad_id)
+        lp = response_logprobs(model, ids.to(device), att.to(device), resp.to(device))
+        out.append(lp.sums.double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def _text(prompt: Any) -> str:
+    return prompt if isinstance(prompt, str) else prompt[-1]["content"]
+
+
+def evaluate(cfg: Config, policy: str | Path, out_dir: Path, metrics_file: Path | None = None) -> dict[str, Any]:
+    e = cfg.eval
+    t0 = time.perf_counter()
+    spec, jname = prompt_source(cfg), judge_name(cfg)
+    prompts = load_prompts(spec, e.num_prompts)
+    judge = get_judge(jname)
+    base = cfg.model.model_copy(update={"lora": None, "gradient_checkpointing": False})
+    ref_model, tok = load_model(base)
+    pol_model, _ = load_model(ModelConfig(name=str(policy), dtype=cfg.model.dtype))
+    enc = PairTokenizer(tok)
+    ids = [enc.encode_prompt(p) for p in prompts]
+    k = e.samples_per_prompt
+    kw = dict(n=k, max_new_tokens=e.max_new_tokens, temperature=e.temperature, batch_size=e.batch_size,
+              seed=e.seed, progress=True)
+    pol = sample(pol_model, tok, ids, description="sampling policy", **kw)
+    ref = sample(ref_model, tok, ids, description="sampling reference", **kw)
+    texts = [_text(p) for p in prompts]
+    # every policy sample of a prompt against every reference sample of the same prompt
+    a = [pol[i * k + s] for i in range(len(prompts)) for s in range(k) for _ in range(k)]
+    b = [ref[i * k + t] for i in range(len(prompts)) for _ in range(k) for t in range(k)]
+    p_win = judge.prob([texts[c.prompt_index] for c in a], [c.text for c in a], [c.text for c in b])
+    per_prompt = p_win.reshape(len(prompts), k * k).mean(1)
+    win = winrate_interval(per_prompt)
+    groups = np.array([c.prompt_index for c in pol])
+    lp_pol = score(pol_model, pol, tok.pad_token_id, e.batch_size)
+    lp_ref = score(ref_model, pol, tok.pad_token_id, e.batch_size)
+    kl = kl_from_samples(lp_pol, lp_ref, groups)
+    result: dict[str, Any] = {
+        "policy": str(policy),
+        "reference": base.name,
+        "prompts": spec,
+        "judge": jname,
+        "num_prompts": len(prompts),
+        "samples_per_prompt": k,
+        "win_rate": win.as_dict(),
+        "kl": kl.as_dict(),
+        "seconds": None,
+        "examples": [
+            {"prompt": texts[c.prompt_index], "policy": c.text, "reference": r.text}
+            for c, r in list(zip(pol, ref, strict=True))[: 4 * k : k]
+        ],
+    }
+    if isinstance(judge, RewardJudge):
+        r_pol = judge.rewards([texts[c.prompt_index] for c in pol], [c.text for c in pol])
+        r_ref = judge.rewards([texts[c.prompt_index] for c in ref], [c.text for c in ref])
+        result["reward_policy"] = mean_interval(r_pol.reshape(len(prompts), k).mean(1)).as_dict()
+        result["reward_reference"] = mean_interval(r_ref.reshape(len(prompts), k).mean(1)).as_dict()
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(result, indent=1))
+    if "reward_policy" in result:
+        eval_report(out_dir / "eval.png", result, r_pol, r_ref, metrics_file)
+    print_result(result)
+    return result
+
+
+def print_result(result: dict[str, Any]) -> None:
+    t = Table(title=f"policy vs reference — {result['num_prompts']} held-out prompts × "
+                    f"{result['samples_per_prompt']} samples, judge: {result['judge']}")
+    t.add_column("metric")
+    t.add_column("value")
+    t.add_column("95% interval")
+    w, k = result["win_rate"], result["kl"]
+    t.add_row("win-rate (policy ≻ reference)", f"{w['mean']:.3f}", f"[{w['lo']:.3f}, {w['hi']:.3f}]")
+    for name in ("reward_policy", "reward_reference"):
+        if name in result:
+            r = result[name]
+            t.add_row(f"mean oracle reward, {name.split('_')[1]}", f"{r['mean']:.3f}", f"[{r['lo']:.3f}, {r['hi']:.3f}]")
+    t.add_row("KL(π ‖ π_ref), nats", f"{k['mean']:.3f} ± {k['se']:.3f}", f"[{k['lo']:.3f}, {k['hi']:.3f}]")
+    Console().print(t)

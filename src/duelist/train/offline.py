@@ -1,0 +1,279 @@
+"""The training loop for offline preference pairs.
+
+records → validated examples → token pairs → (per step) micro-batches → log-probs → loss → update.
+The loop knows nothing about particular losses: it asks the loss whether it needs a reference (and of
+which kind) and hands it a ``PreferenceStats``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from duelist.config import Config, dump_config
+from duelist.data.collate import collate_pairs
+from duelist.data.formats import validate
+from duelist.data.sources import DataError, read_records
+from duelist.data.tokenize import PairTokenizer, TokenizedPair
+from duelist.losses import Loss, PreferenceStats, build_loss
+from duelist.models.load import load_model, load_tokenizer, model_source
+from duelist.models.logprobs import LogProbModel, SequenceLogProbs, batch_logprobs, unwrap_causal_lm
+from duelist.models.reference import (
+    LiveReference,
+    PrecomputedReference,
+    Reference,
+    micro_batch_key,
+    precompute,
+)
+from duelist.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, trainable
+from duelist.train.logger import RunLogger
+from duelist.train.plan import BatchPlan
+from duelist.train.schedule import make_scheduler
+
+console = Console(stderr=True)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    final_dir: Path | None
+    history: list[dict[str, float]]
+
+
+def prepare_data(cfg: Config, tokenizer: Any) -> tuple[list[TokenizedPair], str]:
+    """Read, validate and tokenize every record before anything trains; returns pairs and a summary."""
+    records = read_records(cfg.data.train, cfg.data.split)
+    if cfg.data.limit:
+        records = records[: cfg.data.limit]
+    checked = validate(records, cfg.data.on_invalid)
+    enc = PairTokenizer(tokenizer, cfg.data.max_length, cfg.data.max_prompt_length, cfg.data.truncation)
+    pairs, kept, truncated = enc.many(checked.examples)
+    if not pairs:
+        raise DataError(f"every pair of {cfg.data.train} is longer than data.max_length={cfg.data.max_length}")
+    dropped = len(checked.examples) - len(kept)
+    summary = checked.summary() + f"; {truncated} truncated, {dropped} dropped (data.truncation={cfg.data.truncation})"
+    return pairs, summary
+
+
+def reference_mode(cfg: Config, loss: Loss) -> str:
+    mode = cfg.train.reference
+    if not loss.needs_reference:
+        return "none"
+    if mode == "none":
+        raise ValueError(f"loss {loss.spec.name!r} needs a reference model; train.reference=none is not possible")
+    if mode == "auto":
+        return "live" if loss.needs_token_kl else "precompute"
+    if mode == "precompute" and loss.needs_token_kl:
+        raise ValueError(f"loss {loss.spec.name!r} reads the reference's token distributions; use train.reference=live")
+    return mode
+
+
+def make_stats(policy: SequenceLogProbs, ref: SequenceLogProbs | None) -> PreferenceStats:
+    pc, pr = policy.split()
+    rc, rr = ref.split() if ref is not None else (None, None)
+    return PreferenceStats(
+        policy_chosen_logps=pc.sums,
+        policy_rejected_logps=pr.sums,
+        ref_chosen_logps=rc.sums if rc else None,
+        ref_rejected_logps=rr.sums if rr else None,
+        chosen_lengths=pc.counts,
+        rejected_lengths=pr.counts,
+        policy_chosen_token_logps=pc.token_logps,
+        policy_rejected_token_logps=pr.token_logps,
+        ref_chosen_token_logps=rc.token_logps if rc else None,
+        ref_rejected_token_logps=rr.token_logps if rr else None,
+        chosen_mask=pc.mask,
+        rejected_mask=pr.mask,
+    )
+
+
+def _default_threads(world: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+
+
+class OfflineTrainer:
+    def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.cfg = cfg
+        self.out = Path(cfg.train.output_dir)
+        self.acc = Accelerator()
+        if self.acc.device.type == "cpu":
+            torch.set_num_threads(cfg.train.threads or _default_threads(self.acc.num_processes))
+        self._check_output_dir(resume, overwrite)
+        set_seed(cfg.train.seed)
+        self.loss = build_loss(cfg.loss)
+        self.ref_mode = reference_mode(cfg, self.loss)
+
+        tokenizer = load_tokenizer(cfg.model)
+        self.pairs, data_summary = prepare_data(cfg, tokenizer)
+        self.log(f"data: {cfg.data.train}: {data_summary}")
+
+        self.model, self.tokenizer = load_model(cfg.model, self.acc.device)
+        self.pad_id = self.tokenizer.pad_token_id
+        self.plan = BatchPlan(
+            len(self.pairs), cfg.train.batch_size, cfg.train.seed,
+            self.acc.num_processes, self.acc.process_index, cfg.train.grad_accum,
+        )
+        self.total = self.plan.total_steps(cfg.train.steps, cfg.train.epochs)
+        self.reference = self._make_reference()
+
+        params = list(trainable(self.model).values())
+        o = cfg.optim
+        fused = o.fused if o.fused is not None else self.acc.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(
+            params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, fused=fused
+        )
+        self.scheduler = make_scheduler(self.optimizer, self.total, o.warmup, o.schedule)
+        self.module, self.optimizer = self.acc.prepare(
+            LogProbModel(self.model, cfg.train.logprob_chunk), self.optimizer
+        )
+        self.start = 0
+        if resume:
+            ckpt = latest_checkpoint(self.out)
+            if ckpt is None:
+                self.log(f"--resume: no checkpoint in {self.out}; starting from step 0")
+            else:
+                self.start = load_checkpoint(ckpt, self.model, self.optimizer.optimizer, self.scheduler)
+                self.log(f"resumed from {ckpt} (step {self.start})")
+
+    def log(self, msg: str) -> None:
+        if self.acc.is_main_process:
+            console.print(msg)
+
+    def _check_output_dir(self, resume: bool, overwrite: bool) -> None:
+        busy = self.out.exists() and any(self.out.iterdir())
+        if busy and not resume and not overwrite:
+            raise FileExistsError(
+                f"{self.out} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                "or set train.output_dir"
+            )
+        if busy and overwrite and not resume and self.acc.is_main_process:
+            shutil.rmtree(self.out)
+        self.acc.wait_for_everyone()
+
+    def _make_reference(self) -> Reference:
+        if self.ref_mode == "none":
+            return Reference()
+        if self.ref_mode == "live":
+            return LiveReference(self.model, self.cfg.train.logprob_chunk)
+        micro = [mb for s in range(self.total) for mb in self.plan.micro_batches(s)]
+        key = micro_batch_key(self.model, model_source(self.cfg.model), self.pairs, micro)
+        t0 = time.perf_counter()
+        flat = precompute(self.model, self.pairs, micro, self.pad_id, self.cfg.train.logprob_chunk, key)
+        self.log(f"reference log-probs for {len(flat['index'])} pairs ready in {time.perf_counter() - t0:.1f}s "
+                 f"(cache key {key})")
+        return PrecomputedReference(flat, self.acc.device)
+
+    def _step(self, step: int) -> dict[str, float]:
+        micro = self.plan.micro_batches(step)
+        sums: dict[str, torch.Tensor] = {}
+        tokens = torch.zeros((), device=self.acc.device)
+        self.module.train()
+        for k, idx in enumerate(micro):
+            batch = collate_pairs([self.pairs[i] for i in idx], idx, self.pad_id).to(self.acc.device)
+            sync = nullcontext() if k == len(micro) - 1 else self.acc.no_sync(self.module)
+            with sync:
+                policy = batch_logprobs(self.module, batch)
+                ref = self.reference.logps(batch)
+                stats = make_stats(policy, ref)
+                out = self.loss(stats)
+                self.acc.backward(out.losses.mean() / len(micro))
+            per_example = {"loss": out.losses.detach(), **out.metrics,
+                           "logps/chosen": stats.policy_chosen_logps.detach(),
+                           "logps/rejected": stats.policy_rejected_logps.detach()}
+            if ref is not None:
+                rho_w, rho_l = stats.log_ratios()
+                per_example["kl_estimate"] = 0.5 * (rho_w + rho_l).detach()
+            for name, v in per_example.items():
+                sums[name] = sums.get(name, 0) + v.float().sum()
+            tokens += batch.attention_mask.sum()
+        max_norm = self.cfg.optim.max_grad_norm
+        grad_norm = self.acc.clip_grad_norm_(self.module.parameters(), max_norm if max_norm else math.inf)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        names = sorted(sums)
+        packed = torch.stack([sums[n] for n in names] + [tokens.float()])
+        packed = self.acc.reduce(packed, reduction="sum")
+        n = self.cfg.train.batch_size
+        metrics = {name: packed[i].item() / n for i, name in enumerate(names)}
+        metrics["tokens"] = packed[-1].item()
+        metrics["grad_norm"] = float(grad_norm)
+        metrics["lr"] = lr
+        return metrics
+
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_config(cfg))
+        logger = (
+            RunLogger(self.out, self.total, self.start, cfg.train.progress, cfg.train.tensorboard)
+            if self.acc.is_main_process else None
+        )
+        history = []
+        t_start = time.perf_counter()
+        try:
+            for step in range(self.start, self.total):
+                t0 = time.perf_counter()
+                m = self._step(step)
+                m["step_time"] = time.perf_counter() - t0
+                m["tokens_per_s"] = m["tokens"] / m["step_time"]
+                if not math.isfinite(m["loss"]):
+                    raise FloatingPointError(f"step {step + 1}: loss is {m['loss']}; stopping before it spreads")
+                history.append({"step": step + 1, **m})
+                if logger and ((step + 1) % cfg.train.log_every == 0 or step + 1 == self.total):
+                    logger.log(step + 1, m)
+                if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0 and step + 1 < self.total:
+                    self._save(step + 1)
+        finally:
+            if logger:
+                logger.close()
+        self._save(self.total)
+        final = self._save_final() if cfg.train.save_final else None
+        self.log(f"trained {self.total - self.start} steps in {time.perf_counter() - t_start:.1f}s → {self.out}")
+        return TrainResult(self.out, final, history)
+
+    def _save(self, step: int) -> None:
+        if self.acc.is_main_process:
+            save_checkpoint(self.out, step, self.model, self.optimizer.optimizer, self.scheduler,
+                            self.cfg.train.keep_checkpoints)
+        self.acc.wait_for_everyone()
+
+    def _save_final(self) -> Path:
+        final = self.out / "final"
+        if self.acc.is_main_process:
+            model = self.acc.unwrap_model(self.module).model
+            tmp = Path(tempfile.mkdtemp(dir=self.out, prefix=".tmp-final-"))
+            if callable(getattr(model, "merge_and_unload", None)):
+                model.save_pretrained(tmp / "adapter")
+                model = model.merge_and_unload()
+            lm = unwrap_causal_lm(model)
+            lm.config.use_cache = True
+            lm.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / "duelist.json").write_text(json.dumps(
+                {"base_model": model_source(self.cfg.model), "loss": self.cfg.loss, "steps": self.total}, indent=1))
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        self.acc.wait_for_everyone()
+        return final
+
+
+def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    return OfflineTrainer(cfg, resume=resume, overwrite=overwrite).fit()
