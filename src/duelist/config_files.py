@@ -23,7 +23,9 @@ def resolve_config(arg: str | None) -> Path | None:
         return BUNDLED / f"{arg}.yaml"
     if p.is_dir() and (p / "config.yaml").is_file():
         return p / "config.yaml"
-    raise ConfigError(f"config {arg!r} is not a file, a run directory, or a bundled config ({', '.join(bundled_names())})")
+    raise ConfigError(
+        f"config {arg!r} is not a file, a run directory, or a bundled config ({', '.join(bundled_names())})"
+    )
 
 
 def split_args(args: list[str]) -> tuple[str | None, list[str]]:

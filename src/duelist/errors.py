@@ -4,5 +4,10 @@ from duelist.config import ConfigError
 from duelist.data.sources import DataError
 from duelist.losses import LossConfigError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, LossConfigError, FileExistsError,
-                                                FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    DataError,
+    LossConfigError,
+    FileExistsError,
+    FileNotFoundError,
+)

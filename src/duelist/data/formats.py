@@ -147,9 +147,7 @@ def validate(records: Iterable[Record], on_invalid: str = "error") -> Validated:
     if errors and on_invalid == "error":
         shown = "\n  ".join(str(e) for e in errors[:10])
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
-        raise DataError(
-            f"{len(errors)} invalid record(s); fix them or set data.on_invalid=skip:\n  {shown}{more}"
-        )
+        raise DataError(f"{len(errors)} invalid record(s); fix them or set data.on_invalid=skip:\n  {shown}{more}")
     if not examples:
         raise DataError("no valid records")
     return Validated(examples, errors)

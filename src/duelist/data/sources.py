@@ -140,6 +140,5 @@ def read_records(spec: Any, split: str = "train") -> list[Record]:
             raise DataError(f"{path}: no data files ({', '.join(SUPPORTED)}) in this directory")
         return [r for f in files for r in read_file(f)]
     raise DataError(
-        f"data source {s!r} is not a file, a directory, a built-in task ({', '.join(tasks.names())}) "
-        "or hf:<dataset>"
+        f"data source {s!r} is not a file, a directory, a built-in task ({', '.join(tasks.names())}) or hf:<dataset>"
     )

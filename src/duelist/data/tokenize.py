@@ -125,4 +125,3 @@ class PairTokenizer:
             kept.append(i)
             truncated += tp.truncated
         return pairs, kept, truncated
-

@@ -7,9 +7,12 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="compare a trained policy with its reference under an oracle",
-                       description="Sample from the trained policy and its reference on held-out prompts; report "
-                       "win-rate with a 95%% interval, mean oracle reward and KL(policy || reference).")
+    p = sub.add_parser(
+        "eval",
+        help="compare a trained policy with its reference under an oracle",
+        description="Sample from the trained policy and its reference on held-out prompts; report "
+        "win-rate with a 95%% interval, mean oracle reward and KL(policy || reference).",
+    )
     p.add_argument("args", nargs="*", metavar="CONFIG | RUN_DIR | key=value")
     p.add_argument("--policy", help="policy model directory (default: <train.output_dir>/final)")
     p.add_argument("--out", help="where to write eval.json and eval.png (default: the run directory)")

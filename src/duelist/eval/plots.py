@@ -9,8 +9,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _history(metrics_file: Path | None) -> list[dict[str, Any]]:
@@ -19,8 +19,13 @@ def _history(metrics_file: Path | None) -> list[dict[str, Any]]:
     return [json.loads(l) for l in metrics_file.read_text().splitlines() if l.strip()]
 
 
-def eval_report(path: Path, result: dict[str, Any], policy_rewards: np.ndarray, ref_rewards: np.ndarray,
-                metrics_file: Path | None = None) -> None:
+def eval_report(
+    path: Path,
+    result: dict[str, Any],
+    policy_rewards: np.ndarray,
+    ref_rewards: np.ndarray,
+    metrics_file: Path | None = None,
+) -> None:
     """Reward distributions, win-rate with its interval and KL, and the training curves if available."""
     hist = _history(metrics_file)
     ncols = 3 if hist else 2
@@ -40,7 +45,9 @@ def eval_report(path: Path, result: dict[str, Any], policy_rewards: np.ndarray, 
     ax.set_ylim(0, 1)
     ax.set_ylabel("win-rate (95% interval)")
     k = result["kl"]
-    ax.set_title(f"win-rate {w['mean']:.3f} [{w['lo']:.3f}, {w['hi']:.3f}]\nKL(π‖π_ref) = {k['mean']:.2f} ± {k['se']:.2f} nats")
+    ax.set_title(
+        f"win-rate {w['mean']:.3f} [{w['lo']:.3f}, {w['hi']:.3f}]\nKL(π‖π_ref) = {k['mean']:.2f} ± {k['se']:.2f} nats"
+    )
     if hist:
         ax = axes[2]
         steps = [h["step"] for h in hist]

@@ -89,8 +89,14 @@ def evaluate(cfg: Config, policy: str | Path, out_dir: Path, metrics_file: Path 
     enc = PairTokenizer(tok)
     ids = [enc.encode_prompt(p) for p in prompts]
     k = e.samples_per_prompt
-    kw = dict(n=k, max_new_tokens=e.max_new_tokens, temperature=e.temperature, batch_size=e.batch_size,
-              seed=e.seed, progress=True)
+    kw = dict(
+        n=k,
+        max_new_tokens=e.max_new_tokens,
+        temperature=e.temperature,
+        batch_size=e.batch_size,
+        seed=e.seed,
+        progress=True,
+    )
     pol = sample(pol_model, tok, ids, description="sampling policy", **kw)
     ref = sample(ref_model, tok, ids, description="sampling reference", **kw)
     texts = [_text(p) for p in prompts]
@@ -134,8 +140,10 @@ def evaluate(cfg: Config, policy: str | Path, out_dir: Path, metrics_file: Path 
 
 
 def print_result(result: dict[str, Any]) -> None:
-    t = Table(title=f"policy vs reference — {result['num_prompts']} held-out prompts × "
-                    f"{result['samples_per_prompt']} samples, judge: {result['judge']}")
+    t = Table(
+        title=f"policy vs reference — {result['num_prompts']} held-out prompts × "
+        f"{result['samples_per_prompt']} samples, judge: {result['judge']}"
+    )
     t.add_column("metric")
     t.add_column("value")
     t.add_column("95% interval")
@@ -144,6 +152,8 @@ def print_result(result: dict[str, Any]) -> None:
     for name in ("reward_policy", "reward_reference"):
         if name in result:
             r = result[name]
-            t.add_row(f"mean oracle reward, {name.split('_')[1]}", f"{r['mean']:.3f}", f"[{r['lo']:.3f}, {r['hi']:.3f}]")
+            t.add_row(
+                f"mean oracle reward, {name.split('_')[1]}", f"{r['mean']:.3f}", f"[{r['lo']:.3f}, {r['hi']:.3f}]"
+            )
     t.add_row("KL(π ‖ π_ref), nats", f"{k['mean']:.3f} ± {k['se']:.3f}", f"[{k['lo']:.3f}, {k['hi']:.3f}]")
     Console().print(t)

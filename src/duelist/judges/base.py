@@ -23,8 +23,12 @@ class Judge(ABC):
 
 
 class RewardJudge(Judge):
-    def __init__(self, reward: Callable[[Sequence[str], Sequence[str]], np.ndarray], temperature: float = 0.0,
-                 name: str = "reward"):
+    def __init__(
+        self,
+        reward: Callable[[Sequence[str], Sequence[str]], np.ndarray],
+        temperature: float = 0.0,
+        name: str = "reward",
+    ):
         if temperature < 0:
             raise ValueError("temperature must be ≥ 0")
         self._reward = reward

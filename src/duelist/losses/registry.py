@@ -70,9 +70,7 @@ def _params_model(name: str, fn: LossFn) -> tuple[type[BaseModel], dict[str, Any
             raise TypeError(f"loss {name!r}: parameter {p.name!r} needs a default (the paper's)")
         fields[p.name] = (hints[p.name], p.default)
         defaults[p.name] = p.default
-    model = create_model(
-        f"{name}_params", __config__=ConfigDict(extra="forbid", strict=False), **fields
-    )
+    model = create_model(f"{name}_params", __config__=ConfigDict(extra="forbid", strict=False), **fields)
     return model, defaults
 
 

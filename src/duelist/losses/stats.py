@@ -85,11 +85,11 @@ class PreferenceStats:
 
     def log_ratios(self) -> tuple[Tensor, Tensor]:
         """ρ_w, ρ_l: policy minus reference sequence log-probs (reference 0 when absent)."""
-        rc = self.ref_chosen_logps if self.ref_chosen_logps is not None else torch.zeros_like(
-            self.policy_chosen_logps
-        )
-        rr = self.ref_rejected_logps if self.ref_rejected_logps is not None else torch.zeros_like(
-            self.policy_rejected_logps
+        rc = self.ref_chosen_logps if self.ref_chosen_logps is not None else torch.zeros_like(self.policy_chosen_logps)
+        rr = (
+            self.ref_rejected_logps
+            if self.ref_rejected_logps is not None
+            else torch.zeros_like(self.policy_rejected_logps)
         )
         return self.policy_chosen_logps - rc, self.policy_rejected_logps - rr
 

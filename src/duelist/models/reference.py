@@ -18,7 +18,6 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -80,8 +79,9 @@ class PrecomputedReference(Reference):
     """Per-pair reference sums and per-token values, computed once, cached, looked up by dataset index."""
 
     def __init__(self, flat: dict[str, torch.Tensor], device: torch.device):
-        # flat: for side in chosen/rejected: "{side}.values" (all tokens, concatenated) and
-        # "{side}.offsets" [n+1], plus "index" mapping dataset index → row.
+        # flat: for side in chosen/rejected: "{side}.values" (all tokens, concatenated),
+        # "{side}.offsets" [n+1] and "{side}.sums" [n] (summed as in training, so that at step 1
+        # policy − reference is exactly 0), plus "index" mapping dataset index → row.
         self.data = {k: v.to(device) for k, v in flat.items()}
         self.row = {int(i): r for r, i in enumerate(flat["index"].tolist())}
 
@@ -97,12 +97,13 @@ class PrecomputedReference(Reference):
                 v = values[offsets[r] : offsets[r + 1]]
                 row = side_i * b + j
                 token[row, batch.response_mask[row]] = v
-                sums[row] = v.sum()
+                sums[row] = self.data[f"{side}.sums"][r]
         return SequenceLogProbs(sums, batch.response_mask.sum(1).to(token.dtype), token, batch.response_mask)
 
 
-def micro_batch_key(model: nn.Module, source: str, pairs: Sequence[TokenizedPair],
-                    micro_batches: Sequence[Sequence[int]]) -> str:
+def micro_batch_key(
+    model: nn.Module, source: str, pairs: Sequence[TokenizedPair], micro_batches: Sequence[Sequence[int]]
+) -> str:
     """Cache key: weights fingerprint + the exact token ids and batch composition."""
     h = hashlib.sha256(pairs_fingerprint(pairs, [i for mb in micro_batches for i in mb]).encode())
     h.update(str([len(mb) for mb in micro_batches]).encode())
@@ -130,6 +131,7 @@ def precompute(
     module = LogProbModel(model, chunk_size)
     device = next(model.parameters()).device
     vals: dict[str, list[torch.Tensor]] = {"chosen": [], "rejected": []}
+    sums: dict[str, list[torch.Tensor]] = {"chosen": [], "rejected": []}
     order: list[int] = []
     seen: set[int] = set()
     with adapters_disabled(model):
@@ -140,7 +142,9 @@ def precompute(
             batch = collate_pairs([pairs[i] for i in idx], idx, pad_id).to(device)
             lp = batch_logprobs(module, batch)
             for side, half in zip(("chosen", "rejected"), lp.split(), strict=True):
-                vals[side] += [half.token_logps[r][half.mask[r]].cpu() for r in range(len(idx)) if idx[r] not in seen]
+                new_rows = [r for r in range(len(idx)) if idx[r] not in seen]
+                vals[side] += [half.token_logps[r][half.mask[r]].cpu() for r in new_rows]
+                sums[side] += [half.sums[r].cpu() for r in new_rows]
             new = [i for i in idx if i not in seen]
             order += new
             seen.update(new)
@@ -149,6 +153,7 @@ def precompute(
         lengths = torch.tensor([0] + [len(r) for r in rows])
         flat[f"{side}.values"] = torch.cat(rows) if rows else torch.zeros(0)
         flat[f"{side}.offsets"] = torch.cumsum(lengths, 0)
+        flat[f"{side}.sums"] = torch.stack(sums[side]) if rows else torch.zeros(0)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)

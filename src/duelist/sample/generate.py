@@ -68,9 +68,9 @@ def sample(
                 ids[r, width - len(p) :] = torch.tensor(p)
                 att[r, width - len(p) :] = 1
             torch.manual_seed(seed + start)
-            gen_ids = model.generate(
-                input_ids=ids.to(device), attention_mask=att.to(device), generation_config=gen
-            )[:, width:].tolist()
+            gen_ids = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), generation_config=gen)[
+                :, width:
+            ].tolist()
             for (i, p), g in zip(chunk, gen_ids, strict=True):
                 finished = eos in g
                 g = g[: g.index(eos) + 1] if finished else g

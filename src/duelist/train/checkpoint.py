@@ -103,9 +103,7 @@ def latest_checkpoint(root: Path) -> Path | None:
     return path if path.is_dir() else None
 
 
-def load_checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
-) -> int:
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
     """Restore weights, optimizer moments, scheduler and RNG states; returns the step to resume at."""
     params = trainable(model)
     weights = load_file(str(path / "model.safetensors"))

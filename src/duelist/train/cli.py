@@ -6,9 +6,12 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a policy on preference pairs",
-                       description="Train on preference pairs. CONFIG is a YAML file or a bundled config name; "
-                       "key=value arguments override it (e.g. loss.beta=0.2 train.steps=10).")
+    p = sub.add_parser(
+        "train",
+        help="train a policy on preference pairs",
+        description="Train on preference pairs. CONFIG is a YAML file or a bundled config name; "
+        "key=value arguments override it (e.g. loss.beta=0.2 train.steps=10).",
+    )
     p.add_argument("args", nargs="*", metavar="CONFIG | key=value")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in train.output_dir")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in train.output_dir")

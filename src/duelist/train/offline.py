@@ -109,7 +109,8 @@ class OfflineTrainer:
 
         self.cfg = cfg
         self.out = Path(cfg.train.output_dir)
-        self.acc = Accelerator()
+        # cpu=True is what makes accelerate treat a torchrun launch without GPUs as multi-process (gloo)
+        self.acc = Accelerator(cpu=not torch.cuda.is_available())
         if self.acc.device.type == "cpu":
             torch.set_num_threads(cfg.train.threads or _default_threads(self.acc.num_processes))
         self._check_output_dir(resume, overwrite)
@@ -124,8 +125,12 @@ class OfflineTrainer:
         self.model, self.tokenizer = load_model(cfg.model, self.acc.device)
         self.pad_id = self.tokenizer.pad_token_id
         self.plan = BatchPlan(
-            len(self.pairs), cfg.train.batch_size, cfg.train.seed,
-            self.acc.num_processes, self.acc.process_index, cfg.train.grad_accum,
+            len(self.pairs),
+            cfg.train.batch_size,
+            cfg.train.seed,
+            self.acc.num_processes,
+            self.acc.process_index,
+            cfg.train.grad_accum,
         )
         self.total = self.plan.total_steps(cfg.train.steps, cfg.train.epochs)
         self.reference = self._make_reference()
@@ -173,11 +178,15 @@ class OfflineTrainer:
         key = micro_batch_key(self.model, model_source(self.cfg.model), self.pairs, micro)
         t0 = time.perf_counter()
         flat = precompute(self.model, self.pairs, micro, self.pad_id, self.cfg.train.logprob_chunk, key)
-        self.log(f"reference log-probs for {len(flat['index'])} pairs ready in {time.perf_counter() - t0:.1f}s "
-                 f"(cache key {key})")
+        self.log(
+            f"reference log-probs for {len(flat['index'])} pairs ready in {time.perf_counter() - t0:.1f}s "
+            f"(cache key {key})"
+        )
         return PrecomputedReference(flat, self.acc.device)
 
-    def _step(self, step: int) -> dict[str, float]:
+    def accumulate(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Forward and backward over this process's micro-batches of ``step``; gradients are left in
+        ``.grad`` (scaled so they average over the global batch). Returns per-metric sums and tokens."""
         micro = self.plan.micro_batches(step)
         sums: dict[str, torch.Tensor] = {}
         tokens = torch.zeros((), device=self.acc.device)
@@ -191,15 +200,22 @@ class OfflineTrainer:
                 stats = make_stats(policy, ref)
                 out = self.loss(stats)
                 self.acc.backward(out.losses.mean() / len(micro))
-            per_example = {"loss": out.losses.detach(), **out.metrics,
-                           "logps/chosen": stats.policy_chosen_logps.detach(),
-                           "logps/rejected": stats.policy_rejected_logps.detach()}
+            per_example = {
+                "loss": out.losses.detach(),
+                **out.metrics,
+                "logps/chosen": stats.policy_chosen_logps.detach(),
+                "logps/rejected": stats.policy_rejected_logps.detach(),
+            }
             if ref is not None:
                 rho_w, rho_l = stats.log_ratios()
                 per_example["kl_estimate"] = 0.5 * (rho_w + rho_l).detach()
             for name, v in per_example.items():
                 sums[name] = sums.get(name, 0) + v.float().sum()
             tokens += batch.attention_mask.sum()
+        return sums, tokens
+
+    def _step(self, step: int) -> dict[str, float]:
+        sums, tokens = self.accumulate(step)
         max_norm = self.cfg.optim.max_grad_norm
         grad_norm = self.acc.clip_grad_norm_(self.module.parameters(), max_norm if max_norm else math.inf)
         lr = self.scheduler.get_last_lr()[0]
@@ -223,7 +239,8 @@ class OfflineTrainer:
             (self.out / "config.yaml").write_text(dump_config(cfg))
         logger = (
             RunLogger(self.out, self.total, self.start, cfg.train.progress, cfg.train.tensorboard)
-            if self.acc.is_main_process else None
+            if self.acc.is_main_process
+            else None
         )
         history = []
         t_start = time.perf_counter()
@@ -250,11 +267,15 @@ class OfflineTrainer:
 
     def _save(self, step: int) -> None:
         if self.acc.is_main_process:
-            save_checkpoint(self.out, step, self.model, self.optimizer.optimizer, self.scheduler,
-                            self.cfg.train.keep_checkpoints)
+            save_checkpoint(
+                self.out, step, self.model, self.optimizer.optimizer, self.scheduler, self.cfg.train.keep_checkpoints
+            )
         self.acc.wait_for_everyone()
 
     def _save_final(self) -> Path:
+        """Save the policy in HF format under ``final/`` (atomically). With LoRA the adapters are saved
+        under ``final/adapter`` and then merged into the weights in place, so ``final/`` loads with plain
+        transformers; the trainer's model is the merged model afterwards."""
         final = self.out / "final"
         if self.acc.is_main_process:
             model = self.acc.unwrap_model(self.module).model
@@ -266,8 +287,11 @@ class OfflineTrainer:
             lm.config.use_cache = True
             lm.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
-            (tmp / "duelist.json").write_text(json.dumps(
-                {"base_model": model_source(self.cfg.model), "loss": self.cfg.loss, "steps": self.total}, indent=1))
+            (tmp / "duelist.json").write_text(
+                json.dumps(
+                    {"base_model": model_source(self.cfg.model), "loss": self.cfg.loss, "steps": self.total}, indent=1
+                )
+            )
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)

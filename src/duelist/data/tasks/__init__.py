@@ -43,6 +43,18 @@ TASKS: dict[str, Task] = {
             judge="lexicon",
             licences=("LICENSE-movie-snippets.txt",),
         ),
+        Task(
+            name="hh-harmless",
+            description=(
+                "Real human preference pairs from Anthropic HH-RLHF (harmless-base test split, 1,500-record "
+                "random subset; 2 records with an empty response removed), implicit-prompt format, split into "
+                "train and a 200-pair held-out test set. Red-team content: often offensive."
+            ),
+            folder="hh_harmless",
+            splits={"train": "train.jsonl.gz", "test": "test.jsonl.gz"},
+            judge=None,
+            licences=("LICENSE",),
+        ),
     ]
 }
 

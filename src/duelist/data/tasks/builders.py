@@ -76,8 +76,9 @@ def build_positive_review_pairs(
     model, tok = load_model(ModelConfig(name="default", dtype="float32"))
     enc = PairTokenizer(tok)
     ids = [enc.encode_prompt(p["prompt"]) for p in prompts]
-    comps = sample(model, tok, ids, samples, max_new_tokens, 1.0, batch_size, seed, progress=True,
-                   description="sampling pairs")
+    comps = sample(
+        model, tok, ids, samples, max_new_tokens, 1.0, batch_size, seed, progress=True, description="sampling pairs"
+    )
     scores = sentiment([c.text for c in comps])
     pairs = []
     for i, p in enumerate(prompts):
@@ -99,4 +100,42 @@ def build_positive_review_pairs(
     console.print(f"wrote {len(pairs)} pairs from {len(prompts)} prompts to {out / 'pairs_train.jsonl'}")
 
 
-BUILDERS = {"positive-review": (build_positive_review_prompts, build_positive_review_pairs)}
+def build_hh_harmless(source: Path, out: Path = HERE / "hh_harmless", n_test: int = 200, seed: int = 0) -> None:
+    """Split Anthropic HH-RLHF harmless-base records into train/test (seeded), dropping records that fail
+    validation (e.g. an empty chosen response) and saying which."""
+    import gzip
+
+    from duelist.data.formats import validate
+    from duelist.data.sources import read_records
+
+    records = read_records(str(source))
+    checked = validate(records, on_invalid="skip")
+    for err in checked.skipped:
+        console.print(f"dropped: {err}")
+    keep = {e.number for e in checked.examples}
+    rows = [dict(r.data) for r in records if r.number in keep]
+    random.Random(seed).shuffle(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, part in (("test.jsonl.gz", rows[:n_test]), ("train.jsonl.gz", rows[n_test:])):
+        tmp = out / (name + ".tmp")
+        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as f:
+            for r in part:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        tmp.replace(out / name)
+    console.print(f"wrote {len(rows) - n_test} train and {n_test} test pairs to {out}")
+
+
+def build_positive_review(source: Path | None, out: Path, samples: int = 4, limit: int | None = None) -> None:
+    """Prompts (only when the movie-snippets ``source`` is given), then pairs."""
+    if source is not None:
+        build_positive_review_prompts(source, out)
+    build_positive_review_pairs(out, samples=samples, limit=limit)
+
+
+def _build_hh(source: Path | None, out: Path, **_: object) -> None:
+    if source is None:
+        raise FileNotFoundError("hh-harmless is built from the HH-RLHF file: pass --source test-a.jsonl.gz")
+    build_hh_harmless(source, out)
+
+
+BUILDERS = {"positive-review": build_positive_review, "hh-harmless": _build_hh}

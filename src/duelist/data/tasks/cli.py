@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tsub.add_parser("list", help="list built-in tasks (default)")
     b = tsub.add_parser("build", help="regenerate a task's shipped files reproducibly")
     b.add_argument("name")
-    b.add_argument("--source", type=Path, help="raw source file (for prompts; e.g. the movie-snippets file)")
+    b.add_argument("--source", type=Path, help="raw source file (movie-snippets text file; HH-RLHF jsonl.gz)")
     b.add_argument("--out", type=Path, help="output folder (default: the task's folder in the package)")
     b.add_argument("--samples", type=int, default=4, help="samples per prompt when building pairs")
     b.add_argument("--limit", type=int, help="only the first N prompts")
@@ -30,11 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.name not in BUILDERS:
             raise KeyError(f"no builder for {args.name!r}; buildable: {', '.join(BUILDERS)}")
-        build_prompts, build_pairs = BUILDERS[args.name]
         out = args.out or tasks.HERE / tasks.get(args.name).folder
-        if args.source:
-            build_prompts(args.source, out)
-        build_pairs(out, samples=args.samples, limit=args.limit)
+        BUILDERS[args.name](args.source, out, samples=args.samples, limit=args.limit)
         return 0
     t = Table(title="built-in tasks")
     for col in ("name", "splits", "oracle", "description"):
