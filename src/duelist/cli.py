@@ -14,6 +14,7 @@ COMMANDS = [
     "duelist.train.cli",
     "duelist.eval.cli",
     "duelist.data.tasks.cli",
+    "duelist.games.cli",
 ]
 
 
@@ -26,7 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value overrides may come before or after flags (`train cfg.yaml --resume loss.beta=0.2`)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "args") or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args = [*args.args, *extra]
     _quiet_libraries()
     try:
         return int(args.run(args) or 0)
