@@ -2,13 +2,14 @@
 
 Chosen sequences fill rows ``0..B-1`` and rejected rows ``B..2B-1`` so one forward pass serves both.
 Rows are right-padded to the longest sequence of the batch; ``response_mask`` marks the response
-tokens, which are the only targets whose log-probs are computed.
+tokens, which are the only targets whose log-probs are computed. Numeric per-pair fields of the pairs
+(``TokenizedPair.extra``) become float64 tensors [B] in ``PairBatch.extra``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -22,6 +23,7 @@ class PairBatch:
     attention_mask: Tensor  # [2B, T] long
     response_mask: Tensor  # [2B, T] bool
     indices: Tensor  # [B] long: dataset positions of the pairs
+    extra: dict[str, Tensor] = field(default_factory=dict)  # numeric per-pair fields, each [B] float64
 
     @property
     def num_pairs(self) -> int:
@@ -32,7 +34,13 @@ class PairBatch:
         return int(self.attention_mask.sum())
 
     def to(self, device: torch.device | str) -> PairBatch:
-        return PairBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return PairBatch(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.response_mask.to(device),
+            self.indices.to(device),
+            {k: v.to(device) for k, v in self.extra.items()},
+        )
 
 
 def pad_sequences(
@@ -55,4 +63,8 @@ def collate_pairs(pairs: Sequence[TokenizedPair], indices: Sequence[int], pad_id
     prompts = [p.prompt for p in pairs] * 2
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     input_ids, attention, response = pad_sequences(prompts, responses, pad_id)
-    return PairBatch(input_ids, attention, response, torch.tensor(list(indices), dtype=torch.long))
+    keys = set(pairs[0].extra) if pairs else set()
+    if any(set(p.extra) != keys for p in pairs):
+        raise ValueError("pairs of one batch carry different extra fields")
+    extra = {k: torch.tensor([p.extra[k] for p in pairs], dtype=torch.float64) for k in sorted(keys)}
+    return PairBatch(input_ids, attention, response, torch.tensor(list(indices), dtype=torch.long), extra)

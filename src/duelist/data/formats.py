@@ -6,11 +6,17 @@
 * implicit prompt: only ``chosen`` and ``rejected``, each a full transcript (string or messages); the
   prompt is their shared prefix. For Anthropic-HH style text the prompt ends right after the last
   shared ``\\n\\nAssistant:`` marker, so the response is the final assistant turn.
+
+Besides the texts, a record may carry numeric per-pair fields that a loss reads (e.g. SPPO's win-rate
+estimates ``p_win``/``p_lose``); ``validate(..., fields=...)`` checks that every record has them as
+finite numbers in range and keeps them in ``PreferenceExample.extra``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +40,7 @@ class PreferenceExample:
     rejected: str | Messages
     source: str = ""
     number: int = 0
+    extra: dict[str, float] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def conversational(self) -> bool:
@@ -95,8 +102,34 @@ def _split_implicit_messages(record: Record, chosen: Messages, rejected: Message
     return chosen[:n], chosen[n:], rejected[n:]
 
 
-def to_example(record: Record) -> PreferenceExample:
-    """Validate one record and turn it into a ``PreferenceExample`` (raises ``RecordError``)."""
+Bounds = tuple[float | None, float | None]
+
+
+def numeric_fields(record: Record, fields: Mapping[str, Bounds]) -> dict[str, float]:
+    """The record's values of ``fields`` (name → (low, high) bounds, None = open) as floats; raises
+    ``RecordError`` naming the field if one is missing, not a number, not finite or out of range."""
+    out = {}
+    for name, (lo, hi) in fields.items():
+        v = record.data.get(name)
+        if v is None:
+            raise RecordError(record, name, "missing (the loss reads this number for every pair)")
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            raise RecordError(record, name, f"expected a number, got {v!r}")
+        try:
+            x = float(v)
+        except ValueError:
+            raise RecordError(record, name, f"expected a number, got {v!r}") from None
+        if not math.isfinite(x):
+            raise RecordError(record, name, f"expected a finite number, got {v!r}")
+        if (lo is not None and x < lo) or (hi is not None and x > hi):
+            raise RecordError(record, name, f"{x} is outside [{lo}, {hi}]")
+        out[name] = x
+    return out
+
+
+def to_example(record: Record, fields: Mapping[str, Bounds] | None = None) -> PreferenceExample:
+    """Validate one record and turn it into a ``PreferenceExample`` (raises ``RecordError``); ``fields``
+    are numeric per-pair fields to check and keep (see ``numeric_fields``)."""
     chosen, rejected = _value(record, "chosen"), _value(record, "rejected")
     if type(chosen) is not type(rejected):
         raise RecordError(record, "rejected", "must have the same type as 'chosen' (text or messages)")
@@ -119,7 +152,8 @@ def to_example(record: Record) -> PreferenceExample:
             raise RecordError(record, field, "the response must end with an assistant message")
     if chosen == rejected:
         raise RecordError(record, "rejected", "identical to 'chosen'")
-    return PreferenceExample(prompt, chosen, rejected, record.source, record.number)
+    extra = numeric_fields(record, fields or {})
+    return PreferenceExample(prompt, chosen, rejected, record.source, record.number, extra)
 
 
 @dataclass
@@ -135,13 +169,16 @@ class Validated:
         return f"{len(self.examples)} examples, skipped {len(self.skipped)} invalid: {shown}{more}"
 
 
-def validate(records: Iterable[Record], on_invalid: str = "error") -> Validated:
+def validate(
+    records: Iterable[Record], on_invalid: str = "error", fields: Mapping[str, Bounds] | None = None
+) -> Validated:
     """Validate every record before anything trains. ``on_invalid="error"`` raises a ``DataError``
-    listing the bad records (file, record number, field); ``"skip"`` drops them and reports which."""
+    listing the bad records (file, record number, field); ``"skip"`` drops them and reports which.
+    ``fields``: numeric per-pair fields every record must carry (name → (low, high) bounds)."""
     examples, errors = [], []
     for r in records:
         try:
-            examples.append(to_example(r))
+            examples.append(to_example(r, fields))
         except RecordError as e:
             errors.append(e)
     if errors and on_invalid == "error":

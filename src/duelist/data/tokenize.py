@@ -16,7 +16,7 @@ Truncation (``max_length`` = prompt + longest response, ``max_prompt_length``):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from duelist.data.formats import PreferenceExample
@@ -28,6 +28,7 @@ class TokenizedPair:
     chosen: list[int]
     rejected: list[int]
     truncated: bool = False
+    extra: dict[str, float] = field(default_factory=dict, compare=False)  # numeric per-pair fields
 
     @property
     def length(self) -> int:
@@ -104,7 +105,7 @@ class PairTokenizer:
             self.max_length
         )
         if fits:
-            return TokenizedPair(prompt, chosen, rejected)
+            return TokenizedPair(prompt, chosen, rejected, extra=dict(example.extra))
         if self.truncation == "drop":
             return None
         if len(prompt) > self.max_prompt_length:
@@ -112,7 +113,7 @@ class PairTokenizer:
             head = [self.bos] if self.adds_bos and prompt[0] == self.bos else []
             prompt = head + prompt[len(prompt) - (keep - len(head)) :]
         room = self.max_length - len(prompt)
-        return TokenizedPair(prompt, chosen[:room], rejected[:room], truncated=True)
+        return TokenizedPair(prompt, chosen[:room], rejected[:room], truncated=True, extra=dict(example.extra))
 
     def many(self, examples: Sequence[PreferenceExample]) -> tuple[list[TokenizedPair], list[int], int]:
         """Tokenize all; returns (pairs, indices of kept examples, number truncated)."""

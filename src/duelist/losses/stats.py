@@ -2,18 +2,18 @@
 
 Per-sequence statistics are sums over response tokens (prompt and padding masked), shape [B].
 Per-token tensors are [B, T] with a boolean mask of the same shape; padded positions hold 0.
+Extra inputs live in ``PreferenceStats.extra``: per-pair numbers read from the data (shape [B], e.g.
+SPPO's win-rate estimates ``p_win``/``p_lose``) and per-token log-probs of auxiliary frozen models
+(shape [B, T], e.g. TGDPO's token reward model, ``rm_chosen_token_logps``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from duelist.losses.registry import LossSpec
 
 
 class LossOutput(NamedTuple):
@@ -21,6 +21,26 @@ class LossOutput(NamedTuple):
 
     losses: Tensor
     metrics: dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a loss (or a sum of losses) reads besides the policy's summed log-probs."""
+
+    reference: bool = False
+    lengths: bool = False
+    token_level: bool = False
+    token_kl: bool = False
+    extra_fields: tuple[str, ...] = ()
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(
+            self.reference or other.reference,
+            self.lengths or other.lengths,
+            self.token_level or other.token_level,
+            self.token_kl or other.token_kl,
+            tuple(dict.fromkeys(self.extra_fields + other.extra_fields)),
+        )
 
 
 @dataclass
@@ -43,6 +63,7 @@ class PreferenceStats:
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> PreferenceStats:
+        """Known field names go to their fields; any other keyword goes to ``extra``."""
         names = {f.name for f in fields(cls)}
         extra = dict(kw.pop("extra", None) or {})
         extra.update({k: kw.pop(k) for k in list(kw) if k not in names})
@@ -52,36 +73,45 @@ class PreferenceStats:
     def batch_size(self) -> int:
         return self.policy_chosen_logps.shape[0]
 
-    def check(self, spec: LossSpec) -> None:
-        """Raise a clear error if a field the loss needs is missing."""
+    def check(self, needs: Needs, name: str) -> None:
+        """Raise a clear error if an input the loss ``name`` needs is missing or mis-shaped."""
         missing = []
-        if spec.needs_reference and (self.ref_chosen_logps is None or self.ref_rejected_logps is None):
+        if needs.reference and (self.ref_chosen_logps is None or self.ref_rejected_logps is None):
             missing += ["ref_chosen_logps", "ref_rejected_logps"]
-        if spec.length_normalized and (self.chosen_lengths is None or self.rejected_lengths is None):
+        if needs.lengths and (self.chosen_lengths is None or self.rejected_lengths is None):
             missing += ["chosen_lengths", "rejected_lengths"]
-        if spec.token_level:
+        if needs.token_level:
             need = ["policy_chosen_token_logps", "policy_rejected_token_logps", "chosen_mask", "rejected_mask"]
-            if spec.needs_reference:
+            if needs.reference:
                 need += ["ref_chosen_token_logps", "ref_rejected_token_logps"]
             missing += [n for n in need if getattr(self, n) is None]
-        if spec.needs_token_kl:
+        if needs.token_kl:
             missing += [n for n in ("chosen_token_kl", "rejected_token_kl") if getattr(self, n) is None]
-        missing += [f for f in spec.extra_fields if f not in self.extra]
+        missing += [f for f in needs.extra_fields if f not in self.extra]
         if missing:
-            raise ValueError(f"loss {spec.name!r} needs inputs that were not given: {', '.join(missing)}")
+            raise ValueError(f"loss {name!r} needs inputs that were not given: {', '.join(missing)}")
         b = self.batch_size
-        for f in fields(self):
-            v = getattr(self, f.name)
+        tensors = {f.name: getattr(self, f.name) for f in fields(self)}
+        tensors.update({f"extra[{k!r}]": v for k, v in self.extra.items()})
+        for key, v in tensors.items():
             if isinstance(v, Tensor) and v.shape[:1] != (b,):
-                raise ValueError(f"{f.name} has shape {tuple(v.shape)}; expected batch size {b} first")
+                raise ValueError(f"{key} has shape {tuple(v.shape)}; expected batch size {b} first")
+
+    def select(self, index: Tensor | slice) -> PreferenceStats:
+        """The same statistics for a subset of the pairs (every tensor indexed on its first axis)."""
+        kw = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        kw = {k: (v[index] if isinstance(v, Tensor) else v) for k, v in kw.items()}
+        return PreferenceStats(**kw, extra={k: v[index] for k, v in self.extra.items()})
+
+    def lengths(self) -> tuple[Tensor, Tensor]:
+        if self.chosen_lengths is None or self.rejected_lengths is None:
+            raise ValueError("chosen_lengths and rejected_lengths are needed for length-normalised log-probs")
+        return self.chosen_lengths.clamp(min=1), self.rejected_lengths.clamp(min=1)
 
     def mean_logps(self) -> tuple[Tensor, Tensor]:
-        """Policy log-probs averaged over response tokens (SimPO, IPO with length normalisation)."""
-        assert self.chosen_lengths is not None and self.rejected_lengths is not None
-        return (
-            self.policy_chosen_logps / self.chosen_lengths.clamp(min=1),
-            self.policy_rejected_logps / self.rejected_lengths.clamp(min=1),
-        )
+        """Policy log-probs averaged over response tokens (SimPO, the SFT term)."""
+        lc, lr = self.lengths()
+        return self.policy_chosen_logps / lc, self.policy_rejected_logps / lr
 
     def log_ratios(self) -> tuple[Tensor, Tensor]:
         """ρ_w, ρ_l: policy minus reference sequence log-probs (reference 0 when absent)."""
@@ -92,6 +122,19 @@ class PreferenceStats:
             else torch.zeros_like(self.policy_rejected_logps)
         )
         return self.policy_chosen_logps - rc, self.policy_rejected_logps - rr
+
+    def token_log_ratios(self) -> tuple[Tensor, Tensor]:
+        """Per-token ρ_{w,t}, ρ_{l,t} [B, T], zero outside the responses."""
+        assert self.policy_chosen_token_logps is not None and self.policy_rejected_token_logps is not None
+        assert self.ref_chosen_token_logps is not None and self.ref_rejected_token_logps is not None
+        assert self.chosen_mask is not None and self.rejected_mask is not None
+        w = (self.policy_chosen_token_logps - self.ref_chosen_token_logps) * self.chosen_mask
+        lo = (self.policy_rejected_token_logps - self.ref_rejected_token_logps) * self.rejected_mask
+        return w, lo
+
+    def get_extra(self, name: str, like: Tensor) -> Tensor:
+        """An extra input, in the dtype and device of ``like``."""
+        return self.extra[name].to(dtype=like.dtype, device=like.device)
 
 
 def reward_metrics(chosen_rewards: Tensor, rejected_rewards: Tensor) -> dict[str, Tensor]:

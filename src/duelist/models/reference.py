@@ -6,7 +6,9 @@
   the exact token ids, so a change of model, data or tokenization settings gives a new key, and the same
   run started again reads the file instead of recomputing. Memory: no second model copy.
 * ``live``: scored per batch under ``no_grad`` — with LoRA by switching the adapters off (no copy), else
-  by a frozen copy of the initial model. Needed when a loss reads the reference's token distributions.
+  by a frozen copy of the initial model. Needed when a loss reads the reference's token distributions:
+  its output keeps the final hidden states at the response positions (``SequenceLogProbs.hidden``) so
+  that the policy's forward pass can compute the per-token KL without a second pass.
 * ``none``: reference-free losses (e.g. SimPO) skip every reference computation.
 """
 
@@ -72,7 +74,18 @@ class LiveReference(Reference):
     @torch.no_grad()
     def logps(self, batch: PairBatch) -> SequenceLogProbs:
         with adapters_disabled(self.module.model):
-            return batch_logprobs(self.module, batch)
+            return batch_logprobs(self.module, batch, keep_hidden=True)
+
+
+class FrozenModel(Reference):
+    """Scores batches with a separate frozen model under ``no_grad`` (e.g. a loss's token reward model)."""
+
+    def __init__(self, model: nn.Module, chunk_size: int):
+        self.module = LogProbModel(model.requires_grad_(False).eval(), chunk_size)
+
+    @torch.no_grad()
+    def logps(self, batch: PairBatch) -> SequenceLogProbs:
+        return batch_logprobs(self.module, batch)
 
 
 class PrecomputedReference(Reference):

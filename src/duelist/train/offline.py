@@ -2,7 +2,8 @@
 
 records → validated examples → token pairs → (per step) micro-batches → log-probs → loss → update.
 The loop knows nothing about particular losses: it asks the loss whether it needs a reference (and of
-which kind) and hands it a ``PreferenceStats``.
+which kind), which numeric per-pair data fields and which auxiliary frozen models it reads, and hands it
+a ``PreferenceStats``.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from duelist.config import Config, dump_config
-from duelist.data.collate import collate_pairs
+from duelist.config import Config, ModelConfig, dump_config
+from duelist.data.collate import PairBatch, collate_pairs
 from duelist.data.formats import validate
 from duelist.data.sources import DataError, read_records
 from duelist.data.tokenize import PairTokenizer, TokenizedPair
-from duelist.losses import Loss, PreferenceStats, build_loss
+from duelist.losses import LossBase, LossConfigError, PreferenceStats, build_loss, model_fields
 from duelist.models.load import load_model, load_tokenizer, model_source
 from duelist.models.logprobs import LogProbModel, SequenceLogProbs, batch_logprobs, unwrap_causal_lm
 from duelist.models.reference import (
+    FrozenModel,
     LiveReference,
     PrecomputedReference,
     Reference,
@@ -51,12 +53,15 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
-def prepare_data(cfg: Config, tokenizer: Any) -> tuple[list[TokenizedPair], str]:
-    """Read, validate and tokenize every record before anything trains; returns pairs and a summary."""
+def prepare_data(
+    cfg: Config, tokenizer: Any, fields: dict[str, tuple[float | None, float | None]] | None = None
+) -> tuple[list[TokenizedPair], str]:
+    """Read, validate and tokenize every record before anything trains; returns pairs and a summary.
+    ``fields``: numeric per-pair fields the loss reads (name → bounds), carried to the batches."""
     records = read_records(cfg.data.train, cfg.data.split)
     if cfg.data.limit:
         records = records[: cfg.data.limit]
-    checked = validate(records, cfg.data.on_invalid)
+    checked = validate(records, cfg.data.on_invalid, fields)
     enc = PairTokenizer(tokenizer, cfg.data.max_length, cfg.data.max_prompt_length, cfg.data.truncation)
     pairs, kept, truncated = enc.many(checked.examples)
     if not pairs:
@@ -66,20 +71,24 @@ def prepare_data(cfg: Config, tokenizer: Any) -> tuple[list[TokenizedPair], str]
     return pairs, summary
 
 
-def reference_mode(cfg: Config, loss: Loss) -> str:
+def reference_mode(cfg: Config, loss: LossBase) -> str:
     mode = cfg.train.reference
     if not loss.needs_reference:
         return "none"
     if mode == "none":
-        raise ValueError(f"loss {loss.spec.name!r} needs a reference model; train.reference=none is not possible")
+        raise ValueError(f"loss {loss.name!r} needs a reference model; train.reference=none is not possible")
     if mode == "auto":
         return "live" if loss.needs_token_kl else "precompute"
     if mode == "precompute" and loss.needs_token_kl:
-        raise ValueError(f"loss {loss.spec.name!r} reads the reference's token distributions; use train.reference=live")
+        raise ValueError(f"loss {loss.name!r} reads the reference's token distributions; use train.reference=live")
     return mode
 
 
-def make_stats(policy: SequenceLogProbs, ref: SequenceLogProbs | None) -> PreferenceStats:
+def make_stats(
+    policy: SequenceLogProbs, ref: SequenceLogProbs | None, extra: dict[str, torch.Tensor] | None = None
+) -> PreferenceStats:
+    """Policy (and reference) log-probs of a ``PairBatch`` → the loss's inputs. ``extra``: per-pair data
+    fields and auxiliary models' per-token log-probs, passed through as ``PreferenceStats.extra``."""
     pc, pr = policy.split()
     rc, rr = ref.split() if ref is not None else (None, None)
     return PreferenceStats(
@@ -95,6 +104,9 @@ def make_stats(policy: SequenceLogProbs, ref: SequenceLogProbs | None) -> Prefer
         ref_rejected_token_logps=rr.token_logps if rr else None,
         chosen_mask=pc.mask,
         rejected_mask=pr.mask,
+        chosen_token_kl=pc.token_kl,
+        rejected_token_kl=pr.token_kl,
+        extra=dict(extra or {}),
     )
 
 
@@ -119,7 +131,7 @@ class OfflineTrainer:
         self.ref_mode = reference_mode(cfg, self.loss)
 
         tokenizer = load_tokenizer(cfg.model)
-        self.pairs, data_summary = prepare_data(cfg, tokenizer)
+        self.pairs, data_summary = prepare_data(cfg, tokenizer, self.loss.data_fields)
         self.log(f"data: {cfg.data.train}: {data_summary}")
 
         self.model, self.tokenizer = load_model(cfg.model, self.acc.device)
@@ -134,6 +146,7 @@ class OfflineTrainer:
         )
         self.total = self.plan.total_steps(cfg.train.steps, cfg.train.epochs)
         self.reference = self._make_reference()
+        self.aux = self._make_aux_models()
 
         params = list(trainable(self.model).values())
         o = cfg.optim
@@ -184,6 +197,36 @@ class OfflineTrainer:
         )
         return PrecomputedReference(flat, self.acc.device)
 
+    def _make_aux_models(self) -> dict[str, Reference | None]:
+        """Frozen models whose per-token log-probs the loss reads (prefix → scorer; None = the reference)."""
+        out: dict[str, Reference | None] = {}
+        for m in self.loss.aux_models:
+            if m.source is None:
+                raise LossConfigError(
+                    f"{m.key} is required to train with loss {self.loss.name!r}: a model directory or hub id "
+                    "(sharing the policy's tokenizer), or 'reference'"
+                )
+            if m.source == "reference":
+                out[m.prefix] = None
+                continue
+            model, tok = load_model(ModelConfig(name=m.source, dtype=self.cfg.model.dtype), self.acc.device)
+            if tok.get_vocab() != self.tokenizer.get_vocab():
+                raise LossConfigError(f"{m.key}={m.source!r}: its tokenizer differs from the policy's")
+            out[m.prefix] = FrozenModel(model, self.cfg.train.logprob_chunk)
+            self.log(f"{m.key}: scoring with frozen {m.source}")
+        return out
+
+    def _extra_inputs(self, batch: PairBatch, ref: SequenceLogProbs | None) -> dict[str, torch.Tensor]:
+        """Per-pair data fields of the batch plus each auxiliary model's per-token log-probs."""
+        extra = dict(batch.extra)
+        for prefix, scorer in self.aux.items():
+            lp = ref if scorer is None else scorer.logps(batch)
+            assert lp is not None
+            chosen, rejected = lp.split()
+            names = model_fields(prefix)
+            extra[names[0]], extra[names[1]] = chosen.token_logps, rejected.token_logps
+        return extra
+
     def accumulate(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Forward and backward over this process's micro-batches of ``step``; gradients are left in
         ``.grad`` (scaled so they average over the global batch). Returns per-metric sums and tokens."""
@@ -195,9 +238,10 @@ class OfflineTrainer:
             batch = collate_pairs([self.pairs[i] for i in idx], idx, self.pad_id).to(self.acc.device)
             sync = nullcontext() if k == len(micro) - 1 else self.acc.no_sync(self.module)
             with sync:
-                policy = batch_logprobs(self.module, batch)
                 ref = self.reference.logps(batch)
-                stats = make_stats(policy, ref)
+                # per-token KL comes from the policy's single forward pass, given the reference's hidden states
+                policy = batch_logprobs(self.module, batch, ref if self.loss.needs_token_kl else None)
+                stats = make_stats(policy, ref, self._extra_inputs(batch, ref))
                 out = self.loss(stats)
                 self.acc.backward(out.losses.mean() / len(micro))
             per_example = {
