@@ -14,7 +14,9 @@ COMMANDS = [
     "duelist.train.cli",
     "duelist.eval.cli",
     "duelist.data.tasks.cli",
+    "duelist.losses.cli",
     "duelist.games.cli",
+    "duelist.eval.commands",
 ]
 
 

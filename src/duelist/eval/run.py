@@ -107,7 +107,7 @@ def evaluate(cfg: Config, policy: str | Path, out_dir: Path, metrics_file: Path 
     per_prompt = p_win.reshape(len(prompts), k * k).mean(1)
     win = winrate_interval(per_prompt)
     groups = np.array([c.prompt_index for c in pol])
-    lp_pol = score(pol_model, pol, tok.pad_token_id, e.batch_size)
+    lp_pol = np.array([c.logprob for c in pol])  # recorded while sampling
     lp_ref = score(ref_model, pol, tok.pad_token_id, e.batch_size)
     kl = kl_from_samples(lp_pol, lp_ref, groups)
     result: dict[str, Any] = {

@@ -1,7 +1,8 @@
 """Sampling completions from a causal LM for evaluation and data generation.
 
 Sampling is pure ancestral sampling at the given temperature (no top-k / top-p), so that at
-temperature 1 the samples follow π exactly and log-ratio averages estimate KL(π ‖ π_ref).
+temperature 1 the samples follow π exactly and log-ratio averages estimate KL(π ‖ π_ref). Each sample
+carries its own log-probability, recorded during generation (no second forward pass).
 """
 
 from __future__ import annotations
@@ -21,6 +22,33 @@ class Completion:
     ids: list[int]  # generated tokens, up to and including the first EOS
     text: str  # decoded without special tokens
     finished: bool  # ended with EOS before max_new_tokens
+    logprob: float  # log-probability of ``ids`` under the sampling distribution
+
+
+class _RecordLogProbs:
+    """A logits processor that keeps the log-probability of each sampled token.
+
+    At step t it sees the distribution of token t; the token drawn from it shows up as the last column of
+    ``input_ids`` at step t + 1, so only one [batch, vocab] distribution is held at a time. Placed last,
+    it sees the scores after temperature scaling, i.e. the distribution actually sampled from.
+    """
+
+    def __init__(self) -> None:
+        self.prev: torch.Tensor | None = None
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self._take(input_ids[:, -1])
+        self.prev = scores.float().log_softmax(-1)
+        return scores
+
+    def _take(self, tokens: torch.Tensor) -> None:
+        if self.prev is not None:
+            self.steps.append(self.prev.gather(1, tokens[:, None]).squeeze(1))
+
+    def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
+        self._take(last_tokens)
+        return torch.stack(self.steps, 1)
 
 
 @torch.no_grad()
@@ -38,7 +66,7 @@ def sample(
 ) -> list[Completion]:
     """``n`` samples for every prompt, in prompt order (prompt 0's n samples first). Deterministic for a
     given seed, batch size and machine."""
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
 
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
@@ -68,14 +96,19 @@ def sample(
                 ids[r, width - len(p) :] = torch.tensor(p)
                 att[r, width - len(p) :] = 1
             torch.manual_seed(seed + start)
-            gen_ids = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), generation_config=gen)[
-                :, width:
-            ].tolist()
-            for (i, p), g in zip(chunk, gen_ids, strict=True):
+            record = _RecordLogProbs()
+            gen_t = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=att.to(device),
+                generation_config=gen,
+                logits_processor=LogitsProcessorList([record]),
+            )[:, width:]
+            token_lp = record.finish(gen_t[:, -1]).cpu()
+            for r, ((i, p), g) in enumerate(zip(chunk, gen_t.tolist(), strict=True)):
                 finished = eos in g
                 g = g[: g.index(eos) + 1] if finished else g
                 text = tokenizer.decode(g, skip_special_tokens=True)
-                out.append(Completion(i, list(p), g, text, finished))
+                out.append(Completion(i, list(p), g, text, finished, float(token_lp[r, : len(g)].sum())))
             bar.advance(task, len(chunk))
     model.train(was_training)
     return out

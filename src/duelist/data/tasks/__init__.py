@@ -55,6 +55,36 @@ TASKS: dict[str, Task] = {
             judge=None,
             licences=("LICENSE",),
         ),
+        Task(
+            name="intransitive-review",
+            description=(
+                "positive-review's prompts judged by an intransitive oracle: a majority vote of sentiment, "
+                "brevity and lexical variety, which forms Condorcet cycles. Training pairs are positive-review's "
+                "pairs relabelled by that vote (ties dropped); 'samples' holds 200 triples of default-model "
+                "samples on test prompts."
+            ),
+            folder="intransitive_review",
+            splits={
+                "train": "pairs_train.jsonl",
+                "prompts": "../positive_review/prompts_train.jsonl",
+                "test": "../positive_review/prompts_test.jsonl",
+                "samples": "samples_test.jsonl",
+            },
+            judge="intransitive",
+            licences=("LICENSE-movie-snippets.txt",),
+        ),
+        Task(
+            name="finegrained-qa",
+            description=(
+                "Real human pairwise labels from FineGrainedRLHF's qa-feedback dev set (ASQA questions with "
+                "Wikipedia passages, 4 model answers each): every non-tie label is a pair; 400 training and 100 "
+                "held-out questions. 'questions' keeps the held-out questions' 4 answers for reranking."
+            ),
+            folder="finegrained_qa",
+            splits={"train": "train.jsonl.gz", "test": "test.jsonl.gz", "questions": "questions_test.jsonl.gz"},
+            judge=None,
+            licences=("LICENSE",),
+        ),
     ]
 }
 

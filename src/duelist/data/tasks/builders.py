@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from duelist.data.tasks import HERE
+from duelist.data.tasks.judged_builders import build_finegrained_qa, build_intransitive_review
 
 PROMPT_TEMPLATE = "Continue this movie review: {opening}"
 console = Console(stderr=True)
@@ -138,4 +139,9 @@ def _build_hh(source: Path | None, out: Path, **_: object) -> None:
     build_hh_harmless(source, out)
 
 
-BUILDERS = {"positive-review": build_positive_review, "hh-harmless": _build_hh}
+BUILDERS = {
+    "positive-review": build_positive_review,
+    "hh-harmless": _build_hh,
+    "intransitive-review": build_intransitive_review,
+    "finegrained-qa": build_finegrained_qa,
+}
