@@ -38,8 +38,8 @@ def test_dpo_per_example_matches_hand_computation(tiny_tokenizer):
     pairs = [enc(e) for e in exs]
     b = collate_pairs(pairs, [0, 1], tiny_tokenizer.pad_token_id)
     with torch.no_grad():
-        pol = response_logprobs(policy, b.input_ids, b.attention_mask, b.response_mask)
-        rf = response_logprobs(ref, b.input_ids, b.attention_mask, b.response_mask)
+        pol = response_logprobs(policy, b)
+        rf = response_logprobs(ref, b)
     beta = 0.3
     out = get_loss("dpo", beta=beta)(make_stats(pol, rf))
     for i, p in enumerate(pairs):

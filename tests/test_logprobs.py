@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import make_model
 
+from duelist.data.collate import TokenBatch
 from duelist.models.logprobs import LogProbModel, response_logprobs
 
 
@@ -30,7 +31,7 @@ def batch(vocab, n=6, t=11, seed=1):
 def test_chunked_equals_naive_fp32(chunk):
     model = make_model(257, seed=3)
     ids, att, mask = batch(257)
-    out = response_logprobs(model, ids, att, mask, chunk_size=chunk)
+    out = response_logprobs(model, TokenBatch.from_padded(ids, att, mask), chunk_size=chunk)
     w = torch.arange(1.0, 7.0)
     (out.sums * w).sum().backward()
     g_chunked = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -38,7 +39,7 @@ def test_chunked_equals_naive_fp32(chunk):
     sums, tok = naive(model, ids, att, mask)
     (sums * w).sum().backward()
     assert torch.allclose(out.sums, sums, atol=1e-5, rtol=0)
-    assert torch.allclose(out.token_logps[:, 1:], tok, atol=1e-5, rtol=0)
+    assert torch.allclose(out.token_logps[out.mask], tok[mask[:, 1:]], atol=1e-5, rtol=0)  # response-aligned
     assert torch.equal(out.counts, mask.sum(1).float())
     for n, p in model.named_parameters():
         assert torch.allclose(g_chunked[n], p.grad, atol=1e-5, rtol=1e-4), n
@@ -60,7 +61,7 @@ def test_one_forward_pass_for_chosen_and_rejected():
     calls = []
     model.model.register_forward_hook(lambda *a: calls.append(1))
     ids, att, mask = batch(101, n=4)
-    LogProbModel(model)(ids, att, mask)
+    LogProbModel(model)(TokenBatch.from_padded(ids, att, mask).tensors())
     assert len(calls) == 1
 
 
@@ -79,8 +80,36 @@ def test_never_materialises_full_logits():
     ids, att, mask = batch(257)
     torch.Tensor.__matmul__ = spy
     try:
-        response_logprobs(model, ids, att, mask, chunk_size=8).sums.sum().backward()
+        response_logprobs(model, TokenBatch.from_padded(ids, att, mask), chunk_size=8).sums.sum().backward()
     finally:
         torch.Tensor.__matmul__ = orig
     assert rows and max(rows) <= 8
     assert sum(rows) == 2 * int(mask.sum())  # forward + recompute in backward, response tokens only
+
+
+@pytest.mark.parametrize("layout", ["packed", "shared", "shared_packed"])
+def test_layouts_give_the_padded_log_probs_and_gradients(tiny_tokenizer, layout):
+    """Packing, and computing each prompt once for its chosen and rejected response, change only how the
+    forward pass is laid out: log-probs and gradients equal the padded layout's (float32 tolerance)."""
+    from duelist.data.collate import collate_pairs
+    from duelist.data.formats import PreferenceExample
+    from duelist.data.tokenize import PairTokenizer
+
+    enc = PairTokenizer(tiny_tokenizer)
+    exs = [("the movie was", " great and wonderful", " bad"), ("I loved", " every minute", " a boring plot"),
+           ("a terrible film", " indeed", " not at all, the acting was great")]
+    pairs = [enc(PreferenceExample(*e)) for e in exs]
+    model = make_model(len(tiny_tokenizer), seed=7)
+    results = []
+    for lay in ("padded", layout):
+        b = collate_pairs(pairs, [0, 1, 2], tiny_tokenizer.pad_token_id, lay)
+        out = response_logprobs(model, b, chunk_size=5)
+        w = torch.arange(1.0, 7.0)
+        ((out.sums * w).sum() + (out.token_logps**2).sum()).backward()
+        results.append((out, {n: p.grad.clone() for n, p in model.named_parameters()}))
+        model.zero_grad()
+    (a, ga), (c, gc) = results
+    assert torch.allclose(a.sums, c.sums, atol=2e-5) and torch.equal(a.mask, c.mask)
+    assert torch.allclose(a.token_logps, c.token_logps, atol=2e-5)
+    for n in ga:
+        assert torch.allclose(ga[n], gc[n], atol=2e-5, rtol=1e-4), n

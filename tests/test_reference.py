@@ -68,13 +68,13 @@ def test_lora_reference_is_the_same_weights_with_adapters_off(tiny_model_dir, da
     b = collate_pairs(t.pairs[:2], [0, 1], t.pad_id)
     with torch.no_grad():
         ref = t.reference.logps(b)
-        want = response_logprobs(base, b.input_ids, b.attention_mask, b.response_mask)
-        pol = response_logprobs(t.model, b.input_ids, b.attention_mask, b.response_mask)
+        want = response_logprobs(base, b)
+        pol = response_logprobs(t.model, b)
     assert torch.allclose(ref.sums, want.sums, atol=1e-5)  # adapters off = the base model
     assert not torch.allclose(pol.sums, want.sums, atol=1e-4)  # adapters on = the trained policy
     t._save_final()  # merges the adapters into the weights (in place, once training is over)
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "lora/final")
     with torch.no_grad():
-        m = response_logprobs(merged, b.input_ids, b.attention_mask, b.response_mask)
+        m = response_logprobs(merged, b)
     assert torch.allclose(m.sums, pol.sums, atol=1e-4)  # the saved model is the merged policy
     assert (tmp_path / "lora/final/adapter/adapter_config.json").is_file()

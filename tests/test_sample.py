@@ -3,8 +3,7 @@
 import torch
 from conftest import make_model
 
-from duelist.data.collate import pad_sequences
-from duelist.models.logprobs import response_logprobs
+from duelist.models.logprobs import sequence_logprobs
 from duelist.sample.generate import sample
 
 
@@ -13,10 +12,8 @@ def test_recorded_logprobs_equal_forward_pass(tiny_tokenizer):
     prompts = [[1, 10, 11, 12], [1, 20], [1, 30, 31]]
     comps = sample(model, tiny_tokenizer, prompts, n=3, max_new_tokens=9, batch_size=4, seed=5)
     assert [c.prompt_index for c in comps] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    ids, att, resp = pad_sequences([c.prompt_ids for c in comps], [c.ids for c in comps], 0)
-    with torch.no_grad():
-        want = response_logprobs(model, ids, att, resp).sums
-    got = torch.tensor([c.logprob for c in comps])
+    want = sequence_logprobs(model, [c.prompt_ids for c in comps], [c.ids for c in comps], 0)
+    got = torch.tensor([c.logprob for c in comps], dtype=torch.float64)
     assert torch.allclose(got, want, atol=1e-4)
     for c in comps:
         assert c.finished == (c.ids[-1] == tiny_tokenizer.eos_token_id)

@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from duelist.data.collate import collate_pairs
+from duelist.data.collate import LAYOUTS, collate_pairs
 from duelist.data.formats import PreferenceExample
 from duelist.data.tokenize import PairTokenizer
 
@@ -54,17 +54,27 @@ def test_smollm2_chat_template_no_double_bos_eos():
     assert tok.decode(tp.prompt).endswith("<|im_start|>assistant\n")
 
 
-def test_response_mask_covers_exactly_the_responses(tiny_tokenizer):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_targets_exactly_the_responses(tiny_tokenizer, layout):
+    """Whatever the layout, target m is token ``pos[m]`` of response ``seq[m]``, and it is predicted from
+    the position just before it: the prompt's last token for the first response token, else the previous
+    response token (for the rejected response in a shared layout: the prompt's last token, not the chosen's)."""
     enc = PairTokenizer(tiny_tokenizer)
     pairs = [enc(CONV), enc(PreferenceExample("the movie", " great", " a terrible film"))]
-    b = collate_pairs(pairs, [0, 1], tiny_tokenizer.pad_token_id)
-    assert b.input_ids.shape[0] == 4 and b.num_pairs == 2
-    rows = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    b = collate_pairs(pairs, [0, 1], tiny_tokenizer.pad_token_id, layout)
+    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     prompts = [p.prompt for p in pairs] * 2
-    for i, (prompt, resp) in enumerate(zip(prompts, rows, strict=True)):
-        assert b.input_ids[i][b.response_mask[i]].tolist() == resp
-        assert int(b.attention_mask[i].sum()) == len(prompt) + len(resp)
-        assert not b.response_mask[i, : len(prompt)].any()
+    flat = b.input_ids.flatten()
+    for i, resp in enumerate(responses):
+        sel = b.seq == i
+        assert b.pos[sel].tolist() == list(range(len(resp)))
+        assert flat[b.target[sel]].tolist() == resp
+        assert flat[b.source[sel][0]].item() == prompts[i][-1]
+        assert flat[b.source[sel][1:]].tolist() == resp[:-1]
+    assert b.lengths.tolist() == [len(r) for r in responses]
+    assert b.num_tokens == sum(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
+    rows = {"padded": 4, "packed": 1, "shared": 2, "shared_packed": 1}[layout]
+    assert b.input_ids.shape[0] == rows
 
 
 def test_truncation_keep_end_and_drop(tiny_tokenizer):

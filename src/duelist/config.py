@@ -49,6 +49,8 @@ class DataConfig(Section):
     max_prompt_length: int = Field(256, gt=0)
     truncation: Literal["keep_end", "drop"] = "keep_end"
     on_invalid: Literal["error", "skip"] = "error"
+    shuffle: bool = True
+    """Visit pairs in a seeded random order each epoch (``false``: file order)."""
     limit: int | None = Field(None, gt=0)
 
 
@@ -79,6 +81,11 @@ class TrainConfig(Section):
     token distributions, else precomputed and cached on disk."""
     logprob_chunk: int = Field(1024, gt=0)
     """Response tokens per lm_head + log-softmax chunk."""
+    compile: bool = False
+    """``torch.compile`` the backbone (dynamic shapes); worth it for long runs on GPU."""
+    layout: Literal["auto", "padded", "packed", "shared", "shared_packed"] = "auto"
+    """How a micro-batch is laid out for the forward pass (see duelist.data.collate). ``auto``: ``packed``
+    with flash attention, else ``shared_packed`` on CPU and ``shared`` on GPU (prompt computed once)."""
     log_every: int = Field(1, gt=0)
     save_every: int = Field(0, ge=0)
     """Checkpoint every N steps (0: only at the end)."""

@@ -50,9 +50,8 @@ def test_implicit_reward_accuracy_reference_is_half_and_margins_match(tiny_token
     """The reference against itself: every margin is exactly 0 → accuracy exactly 0.5. Against another
     model the margins equal β((log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))) computed pair
     by pair with unbatched forward passes (batching and padding do not change them)."""
-    from duelist.data.collate import pad_sequences
     from duelist.data.tokenize import PairTokenizer
-    from duelist.models.logprobs import response_logprobs
+    from duelist.models.logprobs import sequence_logprobs
 
     ref = make_model(len(tiny_tokenizer), seed=1)
     ex = validate(read_records(str(write_jsonl(tmp_path / "d.jsonl", standard_rows(12))))).examples
@@ -64,7 +63,7 @@ def test_implicit_reward_accuracy_reference_is_half_and_margins_match(tiny_token
 
     def lp(m, prompt, resp):
         with torch.no_grad():
-            return float(response_logprobs(m, *pad_sequences([prompt], [resp], 0)).sums[0])
+            return float(sequence_logprobs(m, [prompt], [resp], 0)[0])
 
     for k, e in enumerate(ex[:4]):
         tp = enc(e)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import make_model
 
+from duelist.data.collate import TokenBatch
 from duelist.models.logprobs import ChunkedTokenKL, LogProbModel, response_logprobs
 
 
@@ -36,23 +37,24 @@ def test_token_kl_equals_naive_values_and_gradients(chunk):
     policy, ref = make_model(257, seed=3), make_model(257, seed=4)
     ids, att, mask = batch(257)
     with torch.no_grad():
-        r = response_logprobs(ref, ids, att, mask, chunk_size=chunk, keep_hidden=True)
+        r = response_logprobs(ref, TokenBatch.from_padded(ids, att, mask), chunk_size=chunk, keep_hidden=True)
     assert r.hidden is not None and r.head is not None and not r.hidden.requires_grad
-    out = response_logprobs(policy, ids, att, mask, chunk, r.hidden, *r.head)
-    w = torch.linspace(0.5, 2.0, ids.shape[1])
+    out = response_logprobs(policy, TokenBatch.from_padded(ids, att, mask), chunk, r.hidden, *r.head)
+    w = torch.linspace(0.5, 2.0, out.token_kl.shape[1])  # weights per response position
     (out.token_kl * w).sum().backward()
     g_chunked = {n: p.grad.clone() for n, p in policy.named_parameters()}
     policy.zero_grad()
-    want = naive_kl(policy, ref, ids, att, mask)
-    (want * w[1:]).sum().backward()
+    want = torch.zeros(out.mask.shape, dtype=torch.float64)
+    want = want.masked_scatter(out.mask, naive_kl(policy, ref, ids, att, mask)[mask[:, 1:]])  # response-aligned
+    (want * w).sum().backward()
     kl = out.token_kl.detach()
-    assert torch.allclose(kl[:, 1:].double(), want.detach(), atol=1e-5, rtol=0)
-    assert float(kl[:, 0].abs().max()) == 0.0 and bool((kl >= -1e-6).all())
+    assert torch.allclose(kl.double(), want.detach(), atol=1e-5, rtol=0)
+    assert float(kl[~out.mask].abs().max()) == 0.0 and bool((kl >= -1e-6).all())
     assert float(want.detach().max()) > 0.01  # different models: the KL is not trivially 0
     for n, p in policy.named_parameters():
         assert torch.allclose(g_chunked[n], p.grad.float(), atol=1e-5, rtol=1e-4), n
     # the policy's own log-probs are unchanged by the extra head
-    plain = response_logprobs(policy, ids, att, mask, chunk)
+    plain = response_logprobs(policy, TokenBatch.from_padded(ids, att, mask), chunk)
     assert torch.equal(plain.sums, out.sums)
 
 
@@ -74,8 +76,8 @@ def test_token_kl_is_exactly_zero_against_itself():
     model = make_model(101, seed=5)
     ids, att, mask = batch(101, n=4)
     with torch.no_grad():
-        r = response_logprobs(model, ids, att, mask, keep_hidden=True)
-    out = response_logprobs(model, ids, att, mask, 512, r.hidden, *r.head)
+        r = response_logprobs(model, TokenBatch.from_padded(ids, att, mask), keep_hidden=True)
+    out = response_logprobs(model, TokenBatch.from_padded(ids, att, mask), 512, r.hidden, *r.head)
     assert float(out.token_kl.detach().abs().max()) == 0.0
 
 
@@ -85,15 +87,17 @@ def test_one_policy_forward_serves_log_probs_and_kl():
     policy.model.register_forward_hook(lambda *a: calls.append(1))
     ids, att, mask = batch(101, n=4)
     with torch.no_grad():
-        r = response_logprobs(ref, ids, att, mask, keep_hidden=True)
-    out = LogProbModel(policy)(ids, att, mask, r.hidden, *r.head)
+        r = response_logprobs(ref, TokenBatch.from_padded(ids, att, mask), keep_hidden=True)
+    out = LogProbModel(policy)(TokenBatch.from_padded(ids, att, mask).tensors(), r.hidden, *r.head)
     assert len(calls) == 1 and out.token_kl is not None
     c, rej = out.split()
-    assert c.token_kl.shape == rej.token_kl.shape == (2, ids.shape[1])
+    assert c.token_kl.shape == rej.token_kl.shape == (2, int(mask.sum(1).max()))
 
 
 def test_mismatched_reference_positions_are_an_error():
     policy = make_model(101, seed=1)
     ids, att, mask = batch(101, n=4)
     with pytest.raises(ValueError, match="do not match"):
-        response_logprobs(policy, ids, att, mask, 512, torch.zeros(3, 32), policy.lm_head.weight, None)
+        response_logprobs(
+            policy, TokenBatch.from_padded(ids, att, mask), 512, torch.zeros(3, 32), policy.lm_head.weight, None
+        )

@@ -6,8 +6,7 @@ import torch
 from conftest import make_model
 
 import duelist.sample.equilibrium_ranking as er
-from duelist.data.collate import pad_sequences
-from duelist.models.logprobs import response_logprobs
+from duelist.models.logprobs import sequence_logprobs
 from duelist.sample.equilibrium_ranking import (
     CORRECT,
     DISC_SUFFIX,
@@ -41,7 +40,7 @@ def test_cached_prefix_scores_equal_full_forward(tiny_tokenizer, monkeypatch, wo
 
     def lp(context, cont):
         with torch.no_grad():
-            return float(response_logprobs(model, *pad_sequences([context], [cont], 0)).sums[0])
+            return float(sequence_logprobs(model, [context], [cont], 0)[0])
 
     for k, y in enumerate(cands):
         y_ids = [*ids(y), tok.eos_token_id]

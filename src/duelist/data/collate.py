@@ -1,70 +1,238 @@
-"""Stage 4: tokenized pairs → one token batch holding chosen and rejected together.
+"""Stage 4: token ids → one token batch per forward pass, in one of four layouts.
 
-Chosen sequences fill rows ``0..B-1`` and rejected rows ``B..2B-1`` so one forward pass serves both.
-Rows are right-padded to the longest sequence of the batch; ``response_mask`` marks the response
-tokens, which are the only targets whose log-probs are computed. Numeric per-pair fields of the pairs
-(``TokenizedPair.extra``) become float64 tensors [B] in ``PairBatch.extra``.
+A batch scores N responses (for preference pairs: chosen ``0..B-1``, rejected ``B..2B-1``). Whatever the
+layout, it says for each response token m which hidden state predicts it (``source``), which token it is
+(``target``), which response it belongs to (``seq``) and where in that response it sits (``pos``); the
+log-prob engine needs nothing else, so every layout gives the same log-probs.
+
+Layouts (``train.layout``):
+* ``padded``: one row per response (``prompt + response``), right-padded to the longest; a 2-D padding
+  mask. What most trainers do.
+* ``packed``: all ``prompt + response`` sequences in one row, position ids restarting at 0 for each, no
+  mask: transformers turns that into a block-causal mask (a variable-length kernel with flash attention).
+  No padding.
+* ``shared``: one row per pair, ``prompt + chosen + rejected``, with a 4-D mask in which the chosen tokens
+  see the prompt and the chosen tokens before them, the rejected tokens see the prompt and the rejected
+  tokens before them, and the rejected positions restart where the prompt ends. The prompt is computed
+  once for both responses. Rows are padded to the longest pair.
+* ``shared_packed``: the ``shared`` blocks of all pairs in one row: prompt once, no padding.
+4-D masks need an attention implementation that accepts them (``sdpa``, ``eager``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from duelist.data.tokenize import TokenizedPair
 
+Layout = Literal["padded", "packed", "shared", "shared_packed"]
+LAYOUTS: tuple[str, ...] = ("padded", "packed", "shared", "shared_packed")
+
 
 @dataclass
-class PairBatch:
-    input_ids: Tensor  # [2B, T] long
-    attention_mask: Tensor  # [2B, T] long
-    response_mask: Tensor  # [2B, T] bool
-    indices: Tensor  # [B] long: dataset positions of the pairs
+class TokenBatch:
+    input_ids: Tensor  # [R, L] long
+    attention_mask: Tensor | None  # [R, L] 0/1 padding mask, [R, 1, L, L] bool (True = may attend), or None
+    position_ids: Tensor | None  # [R, L] long, or None for 0..L-1
+    source: Tensor  # [M] flat index (row · L + column) of the hidden state that predicts token m
+    target: Tensor  # [M] flat index of token m
+    seq: Tensor  # [M] the response token m belongs to, 0..N-1
+    pos: Tensor  # [M] its index inside that response
+    lengths: Tensor  # [N] response lengths
+    num_tokens: int = 0  # prompt + response tokens over the N sequences (what throughput is counted in)
+
+    @property
+    def num_sequences(self) -> int:
+        return self.lengths.shape[0]
+
+    def response_mask(self) -> Tensor:
+        """[N, max response length] bool, True at real response tokens (response-aligned arrays)."""
+        width = int(self.lengths.max()) if self.lengths.numel() else 0
+        return torch.arange(width, device=self.lengths.device)[None, :] < self.lengths[:, None]
+
+    @classmethod
+    def from_padded(cls, input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor) -> TokenBatch:
+        """From right-padded rows with a boolean mask of the response tokens (one response per row)."""
+        rows, cols = response_mask.nonzero(as_tuple=True)
+        if bool((cols == 0).any()):
+            raise ValueError("a response token at position 0 has no context; every row needs a prompt token")
+        width = input_ids.shape[1]
+        lengths = response_mask.sum(1)
+        starts = torch.cumsum(lengths, 0) - lengths
+        pos = torch.arange(rows.shape[0], device=rows.device) - starts[rows]
+        return cls(input_ids, attention_mask, None, rows * width + cols - 1, rows * width + cols, rows, pos,
+                   lengths, int(attention_mask.sum()))
+
+    def tensors(self) -> dict[str, Tensor | None]:
+        """The tensors the log-prob engine reads (keyword arguments of ``LogProbModel.forward``)."""
+        return {f.name: getattr(self, f.name) for f in fields(TokenBatch) if f.name != "num_tokens"}
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        moved = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.tensors().items()}
+        return replace(self, **moved)
+
+
+@dataclass
+class PairBatch(TokenBatch):
+    indices: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # [B] dataset positions
     extra: dict[str, Tensor] = field(default_factory=dict)  # numeric per-pair fields, each [B] float64
 
     @property
     def num_pairs(self) -> int:
         return self.indices.shape[0]
 
-    @property
-    def num_tokens(self) -> int:
-        return int(self.attention_mask.sum())
-
     def to(self, device: torch.device | str) -> PairBatch:
-        return PairBatch(
-            self.input_ids.to(device),
-            self.attention_mask.to(device),
-            self.response_mask.to(device),
-            self.indices.to(device),
-            {k: v.to(device) for k, v in self.extra.items()},
-        )
+        out = TokenBatch.to(self, device)
+        return replace(out, indices=self.indices.to(device), extra={k: v.to(device) for k, v in self.extra.items()})
+
+
+class _Builder:
+    """Accumulates rows of tokens and the (source, target, seq, pos) index of every response token."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[int]] = []
+        self.positions: list[list[int]] = []
+        self.source: list[tuple[int, int]] = []
+        self.target: list[tuple[int, int]] = []
+        self.seq: list[int] = []
+        self.pos: list[int] = []
+
+    def new_row(self) -> int:
+        self.rows.append([])
+        self.positions.append([])
+        return len(self.rows) - 1
+
+    def add(self, row: int, tokens: Sequence[int], start_pos: int) -> int:
+        """Append ``tokens`` to ``row`` with positions from ``start_pos``; returns their first column."""
+        col = len(self.rows[row])
+        self.rows[row].extend(tokens)
+        self.positions[row].extend(range(start_pos, start_pos + len(tokens)))
+        return col
+
+    def response(self, row: int, prompt_last: int, first: int, length: int, seq: int) -> None:
+        """Response tokens at columns first..first+length−1 of ``row``; the first is predicted from the prompt's
+        last column, the others from the column before them."""
+        for k in range(length):
+            self.source.append((row, prompt_last if k == 0 else first + k - 1))
+            self.target.append((row, first + k))
+            self.seq.append(seq)
+            self.pos.append(k)
+
+    def tensors(self, pad_id: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        width = max(len(r) for r in self.rows)
+        ids = torch.full((len(self.rows), width), pad_id, dtype=torch.long)
+        pos_ids = torch.zeros_like(ids)
+        real = torch.zeros_like(ids, dtype=torch.bool)
+        for i, (r, p) in enumerate(zip(self.rows, self.positions, strict=True)):
+            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            pos_ids[i, : len(p)] = torch.tensor(p, dtype=torch.long)
+            real[i, : len(r)] = True
+
+        def flat(rc: list[tuple[int, int]]) -> Tensor:
+            t = torch.tensor(rc, dtype=torch.long).reshape(-1, 2)
+            return t[:, 0] * width + t[:, 1]
+
+        return (ids, pos_ids, real, flat(self.source), flat(self.target), torch.tensor(self.seq),
+                torch.tensor(self.pos))
 
 
 def pad_sequences(
     prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Right-pad ``prompt + response`` rows; returns (input_ids, attention_mask, response_mask)."""
-    width = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
-    n = len(prompts)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((n, width), dtype=torch.long)
-    response = torch.zeros((n, width), dtype=torch.bool)
+    """Plain right-padded ``prompt + response`` rows: (input_ids, attention_mask, response_mask), for
+    callers that run the model themselves (e.g. to read hidden states)."""
+    tb = collate_sequences(prompts, responses, pad_id, "padded")
+    response = torch.zeros(tb.input_ids.shape, dtype=torch.bool)
+    response.view(-1)[tb.target] = True
+    assert tb.attention_mask is not None
+    return tb.input_ids, tb.attention_mask, response
+
+
+def collate_sequences(
+    prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int, layout: str = "padded"
+) -> TokenBatch:
+    """A batch scoring ``responses[i]`` after ``prompts[i]``, in the ``padded`` or ``packed`` layout."""
+    if layout not in ("padded", "packed"):
+        raise ValueError(f"layout {layout!r} needs pairs; for single sequences use 'padded' or 'packed'")
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every sequence needs at least one prompt token to predict its first response token")
+    b = _Builder()
+    row = b.new_row() if layout == "packed" else -1
     for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-        input_ids[i, : len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
-        attention[i, : len(p) + len(r)] = 1
-        response[i, len(p) : len(p) + len(r)] = True
-    return input_ids, attention, response
+        if layout == "padded":
+            row = b.new_row()
+        start = b.add(row, p, 0)
+        first = b.add(row, r, len(p))
+        b.response(row, start + len(p) - 1, first, len(r), i)
+    ids, pos_ids, real, source, target, seq, pos = b.tensors(pad_id)
+    lengths = torch.tensor([len(r) for r in responses], dtype=torch.long)
+    num_tokens = sum(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
+    if layout == "padded":
+        return TokenBatch(ids, real.long(), None, source, target, seq, pos, lengths, num_tokens)
+    return TokenBatch(ids, None, pos_ids, source, target, seq, pos, lengths, num_tokens)
 
 
-def collate_pairs(pairs: Sequence[TokenizedPair], indices: Sequence[int], pad_id: int) -> PairBatch:
-    prompts = [p.prompt for p in pairs] * 2
-    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    input_ids, attention, response = pad_sequences(prompts, responses, pad_id)
+def _shared_mask(pair: Tensor, segment: Tensor, position: Tensor) -> Tensor:
+    """[R, 1, L, L] bool: query q may attend key k iff same pair, k not later than q, and k is prompt or in
+    q's own response. Padding (pair −1) attends only itself so no attention row is empty."""
+    same = (pair[:, :, None] == pair[:, None, :]) & (pair[:, :, None] >= 0)
+    causal = position[:, None, :] <= position[:, :, None]
+    visible = (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None])
+    allowed = same & causal & visible
+    allowed |= torch.eye(pair.shape[1], dtype=torch.bool)[None] & (pair[:, :, None] < 0)
+    return allowed[:, None]
+
+
+def _collate_shared(pairs: Sequence[TokenizedPair], pad_id: int, packed: bool) -> TokenBatch:
+    b, n = _Builder(), len(pairs)
+    pair_ids: list[list[int]] = []
+    segments: list[list[int]] = []
+    row = -1
+    for i, p in enumerate(pairs):
+        if not p.prompt:
+            raise ValueError("every pair needs at least one prompt token")
+        if row < 0 or not packed:
+            row = b.new_row()
+            pair_ids.append([])
+            segments.append([])
+        start = b.add(row, p.prompt, 0)
+        c = b.add(row, p.chosen, len(p.prompt))
+        r = b.add(row, p.rejected, len(p.prompt))  # rejected positions restart where the prompt ends
+        b.response(row, start + len(p.prompt) - 1, c, len(p.chosen), i)
+        b.response(row, start + len(p.prompt) - 1, r, len(p.rejected), n + i)
+        pair_ids[-1] += [i] * (len(p.prompt) + len(p.chosen) + len(p.rejected))
+        segments[-1] += [0] * len(p.prompt) + [1] * len(p.chosen) + [2] * len(p.rejected)
+    ids, pos_ids, _, source, target, seq, pos = b.tensors(pad_id)
+    pair_t = torch.full(ids.shape, -1, dtype=torch.long)
+    seg_t = torch.zeros(ids.shape, dtype=torch.long)
+    for i, (pi, si) in enumerate(zip(pair_ids, segments, strict=True)):
+        pair_t[i, : len(pi)] = torch.tensor(pi)
+        seg_t[i, : len(si)] = torch.tensor(si)
+    lengths = torch.tensor([len(p.chosen) for p in pairs] + [len(p.rejected) for p in pairs], dtype=torch.long)
+    num_tokens = sum(2 * len(p.prompt) + len(p.chosen) + len(p.rejected) for p in pairs)
+    mask = _shared_mask(pair_t, seg_t, pos_ids)
+    return TokenBatch(ids, mask, pos_ids, source, target, seq, pos, lengths, num_tokens)
+
+
+def collate_pairs(
+    pairs: Sequence[TokenizedPair], indices: Sequence[int], pad_id: int, layout: str = "padded"
+) -> PairBatch:
+    """One batch scoring every pair's chosen (sequences 0..B−1) and rejected (B..2B−1) response."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+    if layout in ("shared", "shared_packed"):
+        tb = _collate_shared(pairs, pad_id, packed=layout == "shared_packed")
+    else:
+        tb = collate_sequences([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                               pad_id, layout)
     keys = set(pairs[0].extra) if pairs else set()
     if any(set(p.extra) != keys for p in pairs):
         raise ValueError("pairs of one batch carry different extra fields")
     extra = {k: torch.tensor([p.extra[k] for p in pairs], dtype=torch.float64) for k in sorted(keys)}
-    return PairBatch(input_ids, attention, response, torch.tensor(list(indices), dtype=torch.long), extra)
+    return PairBatch(**{f.name: getattr(tb, f.name) for f in fields(TokenBatch)},
+                     indices=torch.tensor(list(indices), dtype=torch.long), extra=extra)

@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from duelist.data.collate import pad_sequences
 from duelist.data.formats import PreferenceExample
 from duelist.data.tokenize import PairTokenizer, TokenizedPair
 from duelist.eval.stats import Estimate, winrate_interval
-from duelist.models.logprobs import response_logprobs
+from duelist.models.logprobs import sequence_logprobs
 
 
 @torch.no_grad()
@@ -32,17 +31,14 @@ def pair_logprobs(model: torch.nn.Module, pairs: Sequence[TokenizedPair], pad_id
     """(log π(y_w|x), log π(y_l|x)) summed over response tokens, as float64 arrays [n]."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     out = []
     for resp in ([p.chosen for p in pairs], [p.rejected for p in pairs]):
         # batch sequences of similar length together (less padding), then restore the order
         order = np.argsort([len(p.prompt) + len(r) for p, r in zip(pairs, resp, strict=True)], kind="stable")
         vals = np.empty(len(pairs))
-        for s in range(0, len(pairs), batch_size):
-            idx = order[s : s + batch_size]
-            ids, att, rm = pad_sequences([pairs[i].prompt for i in idx], [resp[i] for i in idx], pad_id)
-            lp = response_logprobs(model, ids.to(device), att.to(device), rm.to(device))
-            vals[idx] = lp.sums.double().cpu().numpy()
+        vals[order] = sequence_logprobs(
+            model, [pairs[i].prompt for i in order], [resp[i] for i in order], pad_id, batch_size
+        ).numpy()
         out.append(vals)
     model.train(was_training)
     return out[0], out[1]

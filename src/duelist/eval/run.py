@@ -19,7 +19,6 @@ from rich.table import Table
 
 from duelist.config import Config, ModelConfig
 from duelist.data import tasks
-from duelist.data.collate import pad_sequences
 from duelist.data.sources import read_records
 from duelist.data.tokenize import PairTokenizer
 from duelist.eval.kl import kl_from_samples
@@ -27,7 +26,7 @@ from duelist.eval.plots import eval_report
 from duelist.eval.stats import mean_interval, winrate_interval
 from duelist.judges import RewardJudge, get_judge
 from duelist.models.load import load_model
-from duelist.models.logprobs import response_logprobs
+from duelist.models.logprobs import sequence_logprobs
 from duelist.sample.generate import Completion, sample
 
 console = Console(stderr=True)
@@ -60,17 +59,9 @@ def load_prompts(spec: str, n: int) -> list[Any]:
     return prompts
 
 
-@torch.no_grad()
 def score(model: torch.nn.Module, comps: list[Completion], pad_id: int, batch_size: int) -> np.ndarray:
     """log π(y|x) of each completion under ``model``."""
-    out = []
-    device = next(model.parameters()).device
-    for s in range(0, len(comps), batch_size):
-        chunk = comps[s : s + batch_size]
-        ids, att, resp = pad_sequences([c.prompt_ids for c in chunk], [c.ids for c in chunk], pad_id)
-        lp = response_logprobs(model, ids.to(device), att.to(device), resp.to(device))
-        out.append(lp.sums.double().cpu().numpy())
-    return np.concatenate(out)
+    return sequence_logprobs(model, [c.prompt_ids for c in comps], [c.ids for c in comps], pad_id, batch_size).numpy()
 
 
 def _text(prompt: Any) -> str:

@@ -1,10 +1,11 @@
 """Stage 5: token batches → log-probs of response tokens.
 
-One forward pass of the backbone serves chosen and rejected. The lm_head and log-softmax then run only
-on hidden states that predict response tokens, in chunks of ``chunk_size`` tokens, inside a custom
-autograd function that keeps nothing of size [tokens, vocabulary] for the backward pass: it saves the
-hidden states and each token's log-normaliser, and recomputes one chunk of logits at a time when
-gradients are needed. Peak memory for the head is O(chunk_size × vocabulary), not
+One forward pass of the backbone serves chosen and rejected, in any of the layouts of
+``duelist.data.collate`` (padded rows, packed rows, or the prompt computed once per pair). The lm_head and
+log-softmax then run only on hidden states that predict response tokens, in chunks of ``chunk_size``
+tokens, inside a custom autograd function that keeps nothing of size [tokens, vocabulary] for the
+backward pass: it saves the hidden states and each token's log-normaliser, and recomputes one chunk of
+logits at a time when gradients are needed. Peak memory for the head is O(chunk_size × vocabulary), not
 O(batch × sequence × vocabulary); the price is one extra head matmul per chunk in the backward pass.
 
 Token-level KL (TDPO): given the reference's final hidden states at the same response positions (from
@@ -20,18 +21,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from duelist.data.collate import PairBatch
+from duelist.data.collate import TokenBatch
 
 
 @dataclass
 class SequenceLogProbs:
     sums: Tensor  # [N] (float32, or float64 for a float64 model): Σ_t log π(y_t | y_<t) over response tokens
     counts: Tensor  # [N]: number of response tokens
-    token_logps: Tensor  # [N, T], aligned with input_ids; 0 outside the response
-    mask: Tensor  # [N, T] bool: response tokens
-    token_kl: Tensor | None = None  # [N, T]: KL(π_ref ‖ π_θ) at each response position, 0 elsewhere
-    # with keep_hidden: final hidden states at the positions that predict response tokens ([n, H], in
-    # row-major order of ``mask``) and the output projection (weight, bias), detached
+    token_logps: Tensor  # [N, R], response-aligned: [i, k] is the k-th token of response i; 0 past its end
+    mask: Tensor  # [N, R] bool: k < length of response i
+    token_kl: Tensor | None = None  # [N, R]: KL(π_ref ‖ π_θ) at each response position, 0 elsewhere
+    # with keep_hidden: final hidden states that predict the response tokens ([M, H], in the batch's target
+    # order, which is the same for every model scoring the same batch) and the output projection, detached
     hidden: Tensor | None = None
     head: tuple[Tensor, Tensor | None] | None = None
 
@@ -66,29 +67,13 @@ class ChunkedTargetLogProb(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         h, weight, bias, target, lse = ctx.saved_tensors
-        need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        grad_h = torch.empty_like(h) if need_h else None
-        acc = _acc(weight)
-        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
-        grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
-        for s in range(0, h.shape[0], ctx.chunk):
-            hc, g = h[s : s + ctx.chunk], grad_out[s : s + ctx.chunk].to(acc)
-            # d log p_y / d logits = onehot(y) − softmax; scaled by the incoming gradient per row
-            d = torch.exp(_logits(hc, weight, bias) - lse[s : s + ctx.chunk, None]).mul_(-g[:, None])
-            d.scatter_add_(1, target[s : s + ctx.chunk, None], g[:, None])
-            if need_h:
-                grad_h[s : s + ctx.chunk] = (d.to(weight.dtype) @ weight).to(h.dtype)
-            if need_w:
-                grad_w.addmm_(d.t(), hc.to(acc))
-            if need_b:
-                grad_b += d.sum(0)
-        return (
-            grad_h,
-            grad_w.to(weight.dtype) if need_w else None,
-            grad_b.to(bias.dtype) if need_b else None,
-            None,
-            None,
-        )
+
+        def d_logits(s: slice, logits: Tensor, g: Tensor) -> Tensor:
+            # d log p_y / d logits = onehot(y) − softmax, scaled by the incoming gradient of each row
+            d = torch.exp(logits - lse[s, None]).mul_(-g[:, None])
+            return d.scatter_add_(1, target[s, None], g[:, None])
+
+        return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits), None, None)
 
 
 class ChunkedTokenKL(torch.autograd.Function):
@@ -126,33 +111,38 @@ class ChunkedTokenKL(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         h, weight, bias, h_ref, weight_ref, bias_ref, lse = ctx.saved_tensors
-        need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         if any(ctx.needs_input_grad[3:6]):
             raise RuntimeError("ChunkedTokenKL gives no gradient to the reference side; detach it")
-        acc = _acc(weight)
-        grad_h = torch.empty_like(h) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
-        grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
-        for s in range(0, h.shape[0], ctx.chunk):
-            hc, g = h[s : s + ctx.chunk], grad_out[s : s + ctx.chunk].to(acc)
-            p = torch.exp(_logits(hc, weight, bias) - lse[s : s + ctx.chunk, None])
-            p_ref = _logits(h_ref[s : s + ctx.chunk], weight_ref, bias_ref).to(acc).softmax(-1)
-            d = p.sub_(p_ref).mul_(g[:, None])
-            if need_h:
-                grad_h[s : s + ctx.chunk] = (d.to(weight.dtype) @ weight).to(h.dtype)
-            if need_w:
-                grad_w.addmm_(d.t(), hc.to(acc))
-            if need_b:
-                grad_b += d.sum(0)
-        return (
-            grad_h,
-            grad_w.to(weight.dtype) if need_w else None,
-            grad_b.to(bias.dtype) if need_b else None,
-            None,
-            None,
-            None,
-            None,
-        )
+
+        def d_logits(s: slice, logits: Tensor, g: Tensor) -> Tensor:
+            p_ref = _logits(h_ref[s], weight_ref, bias_ref).to(logits.dtype).softmax(-1)
+            return torch.exp(logits - lse[s, None]).sub_(p_ref).mul_(g[:, None])
+
+        return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits), None, None, None, None)
+
+
+def _head_backward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None, grad_out: Tensor, d_logits) -> tuple:
+    """Gradients of a per-row function of ``h Wᵀ + b`` w.r.t. (h, W, b), one recomputed chunk of logits at a
+    time; ``d_logits(rows, logits, grad_rows)`` gives the gradient w.r.t. that chunk's logits."""
+    need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+    acc = _acc(weight)
+    grad_h = torch.empty_like(h) if need_h else None
+    grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
+    grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
+    for start in range(0, h.shape[0], ctx.chunk):
+        s = slice(start, start + ctx.chunk)
+        d = d_logits(s, _logits(h[s], weight, bias), grad_out[s].to(acc))
+        if need_h:
+            grad_h[s] = (d.to(weight.dtype) @ weight).to(h.dtype)
+        if need_w:
+            grad_w.addmm_(d.t(), h[s].to(acc))
+        if need_b:
+            grad_b += d.sum(0)
+    return (
+        grad_h,
+        grad_w.to(weight.dtype) if need_w else None,
+        grad_b.to(bias.dtype) if need_b else None,
+    )
 
 
 def _acc(weight: Tensor) -> torch.dtype:
@@ -183,33 +173,43 @@ def split_lm(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
     return backbone, head
 
 
+def _model_mask(backbone: nn.Module, mask: Tensor | None) -> Tensor | None:
+    """A 4-D boolean layout mask becomes the additive mask attention implementations expect."""
+    if mask is None or mask.dim() != 4:
+        return mask
+    dtype = next(backbone.parameters()).dtype
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+
+
 def response_logprobs(
     model: nn.Module,
-    input_ids: Tensor,
-    attention_mask: Tensor,
-    response_mask: Tensor,
+    batch: TokenBatch,
     chunk_size: int = 512,
     ref_hidden: Tensor | None = None,
     ref_weight: Tensor | None = None,
     ref_bias: Tensor | None = None,
     keep_hidden: bool = False,
 ) -> SequenceLogProbs:
-    """Log-probs of the response tokens of every row (no [N, T, V] logits are ever materialised).
+    """Log-probs of every response token of ``batch`` (no [N, T, V] logits are ever materialised).
 
+    Per-token arrays are response-aligned: ``token_logps[i, k]`` is the k-th token of response i.
     With ``ref_hidden`` (a reference's ``SequenceLogProbs.hidden`` for the same batch) and its head
     ``ref_weight``/``ref_bias``, also the per-token KL(π_ref ‖ π_θ), from the same policy forward pass.
     ``keep_hidden`` returns this model's hidden states and head (detached) for that purpose.
     """
     backbone, head = split_lm(model)
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    rows, cols = response_mask.nonzero(as_tuple=True)
-    if bool((cols == 0).any()):
-        raise ValueError("a response token at position 0 has no context; every row needs a prompt token")
-    h = hidden[rows, cols - 1]
-    lp = ChunkedTargetLogProb.apply(h, head.weight, head.bias, input_ids[rows, cols], chunk_size)
-    n = input_ids.shape[0]
-    token_logps = torch.zeros(input_ids.shape, dtype=lp.dtype, device=lp.device).index_put((rows, cols), lp)
-    sums = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, rows, lp)
+    hidden = backbone(
+        input_ids=batch.input_ids,
+        attention_mask=_model_mask(backbone, batch.attention_mask),
+        position_ids=batch.position_ids,
+        use_cache=False,
+    ).last_hidden_state
+    h = hidden.flatten(0, 1)[batch.source]
+    lp = ChunkedTargetLogProb.apply(h, head.weight, head.bias, batch.input_ids.flatten()[batch.target], chunk_size)
+    mask = batch.response_mask()
+    index = (batch.seq, batch.pos)
+    token_logps = torch.zeros(mask.shape, dtype=lp.dtype, device=lp.device).index_put(index, lp)
+    sums = torch.zeros(mask.shape[0], dtype=lp.dtype, device=lp.device).index_add(0, batch.seq, lp)
     token_kl = None
     if ref_hidden is not None:
         if ref_weight is None or ref_hidden.shape[0] != h.shape[0]:
@@ -219,13 +219,13 @@ def response_logprobs(
             )
         rb = None if ref_bias is None else ref_bias.detach()
         kl = ChunkedTokenKL.apply(h, head.weight, head.bias, ref_hidden.detach(), ref_weight.detach(), rb, chunk_size)
-        token_kl = torch.zeros(input_ids.shape, dtype=kl.dtype, device=kl.device).index_put((rows, cols), kl)
+        token_kl = torch.zeros(mask.shape, dtype=kl.dtype, device=kl.device).index_put(index, kl)
     kept = (h.detach(), (head.weight.detach(), None if head.bias is None else head.bias.detach()))
     return SequenceLogProbs(
         sums,
-        response_mask.sum(1).to(lp.dtype),
+        batch.lengths.to(lp.dtype),
         token_logps,
-        response_mask,
+        mask,
         token_kl,
         kept[0] if keep_hidden else None,
         kept[1] if keep_hidden else None,
@@ -246,38 +246,47 @@ class LogProbModel(nn.Module):
 
     def forward(
         self,
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        response_mask: Tensor,
+        batch: dict[str, Tensor | None],
         ref_hidden: Tensor | None = None,
         ref_weight: Tensor | None = None,
         ref_bias: Tensor | None = None,
         keep_hidden: bool = False,
     ) -> SequenceLogProbs:
-        return response_logprobs(
-            self.model,
-            input_ids,
-            attention_mask,
-            response_mask,
-            self.chunk_size,
-            ref_hidden,
-            ref_weight,
-            ref_bias,
-            keep_hidden,
-        )
+        tb = TokenBatch(**batch)  # type: ignore[arg-type]
+        return response_logprobs(self.model, tb, self.chunk_size, ref_hidden, ref_weight, ref_bias, keep_hidden)
 
 
 def batch_logprobs(
     module: nn.Module,
-    batch: PairBatch,
+    batch: TokenBatch,
     kl_against: SequenceLogProbs | None = None,
     keep_hidden: bool = False,
 ) -> SequenceLogProbs:
-    """Run a ``LogProbModel`` (possibly wrapped by DDP) on a ``PairBatch``. With ``kl_against`` (a
-    reference's output for this batch, computed with ``keep_hidden=True``) also the per-token KL."""
+    """Run a ``LogProbModel`` (possibly wrapped by DDP) on a batch. With ``kl_against`` (a reference's
+    output for this batch, computed with ``keep_hidden=True``) also the per-token KL."""
     if kl_against is None:
-        return module(batch.input_ids, batch.attention_mask, batch.response_mask, keep_hidden=keep_hidden)
+        return module(batch.tensors(), keep_hidden=keep_hidden)
     if kl_against.hidden is None or kl_against.head is None:
         raise ValueError("per-token KL needs the live reference's hidden states (train.reference=live)")
     w, b = kl_against.head
-    return module(batch.input_ids, batch.attention_mask, batch.response_mask, kl_against.hidden, w, b, keep_hidden)
+    return module(batch.tensors(), kl_against.hidden, w, b, keep_hidden)
+
+
+@torch.no_grad()
+def sequence_logprobs(
+    model: nn.Module,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    pad_id: int,
+    batch_size: int = 32,
+    chunk_size: int = 512,
+) -> Tensor:
+    """log π(response_i | prompt_i) for every i, scored ``batch_size`` sequences at a time ([N], float64)."""
+    from duelist.data.collate import collate_sequences
+
+    device = next(model.parameters()).device
+    out = []
+    for s in range(0, len(prompts), batch_size):
+        tb = collate_sequences(prompts[s : s + batch_size], responses[s : s + batch_size], pad_id).to(device)
+        out.append(response_logprobs(model, tb, chunk_size).sums.double().cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)

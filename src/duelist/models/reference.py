@@ -99,27 +99,30 @@ class PrecomputedReference(Reference):
         self.row = {int(i): r for r, i in enumerate(flat["index"].tolist())}
 
     def logps(self, batch: PairBatch) -> SequenceLogProbs:
-        n, width = batch.input_ids.shape
-        token = torch.zeros((n, width), dtype=self.data["chosen.values"].dtype, device=batch.input_ids.device)
-        sums = torch.zeros(n, dtype=token.dtype, device=token.device)
+        mask = batch.response_mask()
+        token = torch.zeros(mask.shape, dtype=self.data["chosen.values"].dtype, device=mask.device)
+        sums = torch.zeros(mask.shape[0], dtype=token.dtype, device=token.device)
         b = batch.num_pairs
         for side_i, side in enumerate(("chosen", "rejected")):
             values, offsets = self.data[f"{side}.values"], self.data[f"{side}.offsets"]
             for j, idx in enumerate(batch.indices.tolist()):
                 r = self.row[idx]
-                v = values[offsets[r] : offsets[r + 1]]
                 row = side_i * b + j
-                token[row, batch.response_mask[row]] = v
+                token[row, : offsets[r + 1] - offsets[r]] = values[offsets[r] : offsets[r + 1]]
                 sums[row] = self.data[f"{side}.sums"][r]
-        return SequenceLogProbs(sums, batch.response_mask.sum(1).to(token.dtype), token, batch.response_mask)
+        return SequenceLogProbs(sums, batch.lengths.to(token.dtype), token, mask)
 
 
 def micro_batch_key(
-    model: nn.Module, source: str, pairs: Sequence[TokenizedPair], micro_batches: Sequence[Sequence[int]]
+    model: nn.Module,
+    source: str,
+    pairs: Sequence[TokenizedPair],
+    micro_batches: Sequence[Sequence[int]],
+    layout: str = "padded",
 ) -> str:
-    """Cache key: weights fingerprint + the exact token ids and batch composition."""
+    """Cache key: weights fingerprint + the exact token ids, batch composition and layout."""
     h = hashlib.sha256(pairs_fingerprint(pairs, [i for mb in micro_batches for i in mb]).encode())
-    h.update(str([len(mb) for mb in micro_batches]).encode())
+    h.update(f"{[len(mb) for mb in micro_batches]}|{layout}".encode())
     return f"{model_fingerprint(model, source)}-{h.hexdigest()[:20]}"
 
 
@@ -131,11 +134,12 @@ def precompute(
     pad_id: int,
     chunk_size: int,
     key: str,
+    layout: str = "padded",
 ) -> dict[str, torch.Tensor]:
     """Score every pair of ``micro_batches`` with the reference, reading/writing the cache under ``key``.
 
-    Pairs are scored in the micro-batches training will use, so at step 1 policy and reference see
-    identically padded inputs and their log-ratios are exactly 0. Micro-batches whose pairs were all
+    Pairs are scored in the micro-batches (and layout) training will use, so at step 1 policy and
+    reference see identical inputs and their log-ratios are exactly 0. Micro-batches whose pairs were all
     scored already (later epochs) are skipped.
     """
     path = cache_dir() / "reference" / f"{key}.safetensors"
@@ -152,7 +156,7 @@ def precompute(
             if seen.issuperset(mb):
                 continue
             idx = list(mb)
-            batch = collate_pairs([pairs[i] for i in idx], idx, pad_id).to(device)
+            batch = collate_pairs([pairs[i] for i in idx], idx, pad_id, layout).to(device)
             lp = batch_logprobs(module, batch)
             for side, half in zip(("chosen", "rejected"), lp.split(), strict=True):
                 new_rows = [r for r in range(len(idx)) if idx[r] not in seen]

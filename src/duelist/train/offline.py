@@ -29,7 +29,7 @@ from duelist.data.sources import DataError, read_records
 from duelist.data.tokenize import PairTokenizer, TokenizedPair
 from duelist.losses import LossBase, LossConfigError, PreferenceStats, build_loss, model_fields
 from duelist.models.load import load_model, load_tokenizer, model_source
-from duelist.models.logprobs import LogProbModel, SequenceLogProbs, batch_logprobs, unwrap_causal_lm
+from duelist.models.logprobs import LogProbModel, SequenceLogProbs, batch_logprobs, split_lm, unwrap_causal_lm
 from duelist.models.reference import (
     FrozenModel,
     LiveReference,
@@ -114,8 +114,30 @@ def _default_threads(world: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world))))
 
 
+def resolve_layout(layout: str, model: torch.nn.Module, device: torch.device) -> str:
+    """``auto``: variable-length packing with flash attention (it ignores 4-D masks), else the prompt
+    computed once per pair: all pairs in one row on CPU, a row per pair on GPU (where one long row would
+    make dense attention quadratic in the whole micro-batch)."""
+    impl = getattr(unwrap_causal_lm(model).config, "_attn_implementation", None) or ""
+    if layout != "auto":
+        if layout.startswith("shared") and "flash" in impl:
+            raise ValueError(f"train.layout={layout} needs 4-D attention masks, which {impl} ignores; use packed")
+        return layout
+    if "flash" in impl:
+        return "packed"
+    return "shared_packed" if device.type == "cpu" else "shared"
+
+
 class OfflineTrainer:
-    def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False):
+    """One training run. ``pairs`` (optional) replaces reading ``cfg.data`` (benchmarks, tests)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        resume: bool = False,
+        overwrite: bool = False,
+        pairs: list[TokenizedPair] | None = None,
+    ):
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -130,12 +152,16 @@ class OfflineTrainer:
         self.loss = build_loss(cfg.loss)
         self.ref_mode = reference_mode(cfg, self.loss)
 
-        tokenizer = load_tokenizer(cfg.model)
-        self.pairs, data_summary = prepare_data(cfg, tokenizer, self.loss.data_fields)
-        self.log(f"data: {cfg.data.train}: {data_summary}")
+        if pairs is None:
+            pairs, data_summary = prepare_data(cfg, load_tokenizer(cfg.model), self.loss.data_fields)
+            self.log(f"data: {cfg.data.train}: {data_summary}")
+        self.pairs = pairs
 
         self.model, self.tokenizer = load_model(cfg.model, self.acc.device)
         self.pad_id = self.tokenizer.pad_token_id
+        self.layout = resolve_layout(cfg.train.layout, self.model, self.acc.device)
+        if cfg.train.compile:
+            split_lm(self.model)[0].compile(dynamic=True)
         self.plan = BatchPlan(
             len(self.pairs),
             cfg.train.batch_size,
@@ -143,6 +169,7 @@ class OfflineTrainer:
             self.acc.num_processes,
             self.acc.process_index,
             cfg.train.grad_accum,
+            cfg.data.shuffle,
         )
         self.total = self.plan.total_steps(cfg.train.steps, cfg.train.epochs)
         self.reference = self._make_reference()
@@ -188,9 +215,9 @@ class OfflineTrainer:
         if self.ref_mode == "live":
             return LiveReference(self.model, self.cfg.train.logprob_chunk)
         micro = [mb for s in range(self.total) for mb in self.plan.micro_batches(s)]
-        key = micro_batch_key(self.model, model_source(self.cfg.model), self.pairs, micro)
+        key = micro_batch_key(self.model, model_source(self.cfg.model), self.pairs, micro, self.layout)
         t0 = time.perf_counter()
-        flat = precompute(self.model, self.pairs, micro, self.pad_id, self.cfg.train.logprob_chunk, key)
+        flat = precompute(self.model, self.pairs, micro, self.pad_id, self.cfg.train.logprob_chunk, key, self.layout)
         self.log(
             f"reference log-probs for {len(flat['index'])} pairs ready in {time.perf_counter() - t0:.1f}s "
             f"(cache key {key})"
@@ -235,7 +262,7 @@ class OfflineTrainer:
         tokens = torch.zeros((), device=self.acc.device)
         self.module.train()
         for k, idx in enumerate(micro):
-            batch = collate_pairs([self.pairs[i] for i in idx], idx, self.pad_id).to(self.acc.device)
+            batch = collate_pairs([self.pairs[i] for i in idx], idx, self.pad_id, self.layout).to(self.acc.device)
             sync = nullcontext() if k == len(micro) - 1 else self.acc.no_sync(self.module)
             with sync:
                 ref = self.reference.logps(batch)
@@ -255,7 +282,7 @@ class OfflineTrainer:
                 per_example["kl_estimate"] = 0.5 * (rho_w + rho_l).detach()
             for name, v in per_example.items():
                 sums[name] = sums.get(name, 0) + v.float().sum()
-            tokens += batch.attention_mask.sum()
+            tokens += batch.num_tokens  # prompt + response of every sequence, whatever the layout
         return sums, tokens
 
     def _step(self, step: int) -> dict[str, float]:

@@ -25,6 +25,7 @@ class BatchPlan:
     world_size: int = 1
     rank: int = 0
     grad_accum: int = 1
+    shuffle: bool = True
 
     def __post_init__(self) -> None:
         parts = self.world_size * self.grad_accum
@@ -44,6 +45,8 @@ class BatchPlan:
 
     @lru_cache(maxsize=4)  # noqa: B019 - a handful of epochs, plan objects are few and frozen
     def _epoch(self, epoch: int) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.num_examples))
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.num_examples, generator=g).tolist()
 

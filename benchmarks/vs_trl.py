@@ -1,0 +1,287 @@
+"""duelist vs TRL's DPOTrainer, side by side in one run (a benchmark, not a test).
+
+Both systems train the identical model on the identical token ids (same pairs, same order), with the same
+batch, loss (DPO, β = 0.1), optimizer (AdamW, constant learning rate, clipping at 1.0) and dtype. Each
+system runs in its own subprocess, so peak memory is its own: peak RSS on CPU, max allocated on GPU.
+Tokens are prompt + response tokens of every chosen and rejected sequence (the same count for both).
+
+Reported per system: tokens/s (median over the steps after warm-up), peak memory, the first steps'
+losses. duelist runs at two operating points (``POINTS``): *speed* and *memory*. The last line printed is
+one JSON object with ``speedup`` (duelist speed point / TRL tokens/s), ``memory_ratio`` (duelist speed
+point / TRL peak), the same two for the memory point, and ``loss_match`` (first steps' losses within 1e-3
+for both points).
+
+    pip install -e '.[bench]'                  # TRL is a benchmark-only extra
+    python benchmarks/vs_trl.py                 # CPU, default model, fixed 144-token sequences
+    python benchmarks/vs_trl.py --data hh       # real hh-harmless length spread
+    python benchmarks/vs_trl.py --device cuda --model llama-1.7b --seq-len 1024 --out gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BETA, LR, SEED = 0.1, 2e-5, 0
+LOSS_STEPS = 4  # steps whose losses must agree: step 1 is log 2 for both, later ones test the updates
+
+# duelist operating points: config overrides per device
+POINTS: dict[str, dict[str, list[str]]] = {
+    "cpu": {
+        "speed": ["train.layout=shared_packed", "train.reference=precompute"],
+        "memory": ["train.layout=shared_packed", "train.reference=precompute", "model.gradient_checkpointing=true",
+                   "train.logprob_chunk=128"],
+    },
+    "cuda": {
+        "speed": ["train.layout=shared", "train.reference=precompute", "optim.fused=true"],
+        "memory": ["train.layout=shared", "train.reference=precompute", "optim.fused=true",
+                   "model.gradient_checkpointing=true", "train.logprob_chunk=256"],
+    },
+}
+
+RANDOM_MODELS: dict[str, dict[str, Any]] = {  # random-init Llama-style models
+    "llama-1.7b": dict(  # SmolLM2-1.7B's shape
+        vocab_size=49152, hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
+        num_key_value_heads=32, max_position_embeddings=8192, tie_word_embeddings=True, rope_theta=130000.0,
+    ),
+    "tiny": dict(  # for a quick check of the harness itself
+        vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
+    ),
+}
+
+
+def random_dtype(device: str) -> torch.dtype:
+    return torch.bfloat16 if device == "cuda" else torch.float32
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def make_pairs(args: argparse.Namespace, tokenizer: Any, n: int) -> list[dict[str, list[int]]]:
+    """``n`` pairs of token ids: fixed lengths (random ids) or real hh-harmless pairs (their own lengths)."""
+    if args.data == "fixed":
+        g = torch.Generator().manual_seed(SEED)
+        p, r = args.seq_len // 2, args.seq_len - args.seq_len // 2
+        vocab = len(tokenizer)
+
+        def ids(k: int) -> list[int]:
+            return torch.randint(100, vocab - 100, (k,), generator=g).tolist()
+
+        return [{"prompt_ids": ids(p), "chosen_ids": ids(r), "rejected_ids": ids(r)} for _ in range(n)]
+    from duelist.data.formats import validate
+    from duelist.data.sources import read_records
+    from duelist.data.tokenize import PairTokenizer
+
+    enc = PairTokenizer(tokenizer, max_length=args.seq_len, max_prompt_length=args.seq_len // 2)
+    pairs, _, _ = enc.many(validate(read_records("hh-harmless", "train")).examples[:n])
+    return [{"prompt_ids": p.prompt, "chosen_ids": p.chosen, "rejected_ids": p.rejected} for p in pairs]
+
+
+def load(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The model and tokenizer, identically for both systems."""
+    from duelist.config import ModelConfig
+    from duelist.models.load import load_model
+
+    device = torch.device(args.device)
+    if args.model == "default":
+        return load_model(ModelConfig(name="default"), device)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(SEED)
+    shape = RANDOM_MODELS[args.model]
+    model = LlamaForCausalLM(LlamaConfig(**shape)).to(device=device, dtype=random_dtype(args.device))
+    return model, synthetic_tokenizer(shape["vocab_size"])
+
+
+def synthetic_tokenizer(vocab_size: int) -> Any:
+    """A word-level tokenizer over ids t0…t{V−1} (t0 pad, t1 BOS, t2 EOS): the random-init model needs no
+    real vocabulary, and nothing has to be downloaded or carried."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab_size)}, unk_token="t0"))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="t0", bos_token="t1", eos_token="t2",
+                                   unk_token="t0")
+
+
+def model_dir(args: argparse.Namespace, tmp: Path) -> str:
+    """duelist loads models by name: save the random-init model once so it loads the same weights."""
+    if args.model == "default":
+        return "default"
+    path = tmp / "model"
+    if not path.exists():
+        model, tok = load(args)
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
+    return str(path)
+
+
+def peak_memory_gib() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+# --------------------------------------------------------------------------------------------- workers
+
+
+def run_trl(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import datasets
+    from torch.utils.data import SequentialSampler
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    class Trainer(DPOTrainer):
+        """TRL as it ships, fed the same token ids in the same order as duelist."""
+
+        def _prepare_dataset(self, dataset, *a, **k):  # already tokenized
+            return dataset
+
+        def _get_train_sampler(self, *a, **k):
+            return SequentialSampler(self.train_dataset)
+
+    class Clock(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.losses: list[float] = []
+
+        def on_step_begin(self, *a, **k):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            self.times.append(time.perf_counter() - self.t0)
+
+        def on_log(self, _args, _state, _control, logs=None, **k):
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+
+    cuda = args.device == "cuda"
+    path = model_dir(args, tmp)
+    if path == "default":
+        model, tok = load(args)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=random_dtype(args.device)).to(args.device)
+        tok = synthetic_tokenizer(RANDOM_MODELS[args.model]["vocab_size"])
+    pairs = make_pairs(args, tok, args.batch * args.steps)
+    cfg = DPOConfig(
+        output_dir=str(tmp / "trl"), per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
+        learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, max_steps=args.steps, beta=BETA,
+        loss_type=["sigmoid"], max_grad_norm=1.0, weight_decay=0.0, logging_steps=1, report_to=[],
+        save_strategy="no", bf16=cuda, use_cpu=not cuda, max_length=None, seed=SEED, data_seed=SEED,
+        dataloader_num_workers=0, remove_unused_columns=False, gradient_checkpointing=False,
+        disable_tqdm=True,
+    )
+    clock = Clock()
+    trainer = Trainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_list(pairs),
+                      processing_class=tok, callbacks=[clock])
+    trainer.train()
+    tokens = [sum(2 * len(p["prompt_ids"]) + len(p["chosen_ids"]) + len(p["rejected_ids"])
+                  for p in pairs[s * args.batch : (s + 1) * args.batch]) for s in range(args.steps)]
+    return {"times": clock.times, "tokens": tokens, "losses": clock.losses, "peak_gib": peak_memory_gib()}
+
+
+def run_duelist(args: argparse.Namespace, tmp: Path, point: str) -> dict[str, Any]:
+    from duelist.config import load_config
+    from duelist.data.tokenize import TokenizedPair
+    from duelist.models.load import load_tokenizer
+    from duelist.train.offline import OfflineTrainer
+
+    path = model_dir(args, tmp)
+    cfg = load_config(None, [
+        f"model.name={path}", f"train.output_dir={tmp / ('duelist-' + point)}", f"train.steps={args.steps}",
+        f"train.batch_size={args.batch}", f"loss.beta={BETA}", f"optim.lr={LR}", "optim.warmup=0",
+        "optim.schedule=constant", "optim.max_grad_norm=1.0", "optim.weight_decay=0", "data.shuffle=false",
+        f"train.seed={SEED}", "train.progress=false", "train.tensorboard=false", "train.save_final=false",
+        f"model.dtype={'bfloat16' if args.device == 'cuda' else 'float32'}", *POINTS[args.device][point],
+    ])
+    pairs = [TokenizedPair(p["prompt_ids"], p["chosen_ids"], p["rejected_ids"])
+             for p in make_pairs(args, load_tokenizer(cfg.model), args.batch * args.steps)]
+    trainer = OfflineTrainer(cfg, pairs=pairs)
+    times, tokens, losses = [], [], []
+    for step in range(args.steps):
+        t0 = time.perf_counter()
+        m = trainer._step(step)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        tokens.append(m["tokens"])
+        losses.append(m["loss"])
+    return {"times": times, "tokens": tokens, "losses": losses, "peak_gib": peak_memory_gib()}
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def summarise(r: dict[str, Any], warmup: int) -> dict[str, Any]:
+    rates = [t / dt for t, dt in zip(r["tokens"][warmup:], r["times"][warmup:], strict=True)]
+    return {"tokens_per_s": statistics.median(rates), "peak_gib": r["peak_gib"], "losses": r["losses"][:LOSS_STEPS]}
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--model", choices=["default", *RANDOM_MODELS], default="default")
+    ap.add_argument("--data", choices=["fixed", "hh"], default="fixed")
+    ap.add_argument("--seq-len", type=int, default=144, help="fixed: tokens per sequence; hh: max length")
+    ap.add_argument("--batch", type=int, default=8, help="pairs per step")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--out", type=Path, help="also write the results JSON here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.worker:  # one system, in its own process: print its raw result as the last line
+        res = run_trl(args, args.tmp) if args.worker == "trl" else run_duelist(args, args.tmp, args.worker)
+        print(json.dumps(res))
+        return
+
+    systems = ["trl", *POINTS[args.device]]
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in systems:
+            cmd = [sys.executable, __file__, *argv, "--worker", name, "--tmp", tmp]
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            if out.returncode:
+                sys.exit(f"{name} failed:\n{out.stderr[-4000:]}")
+            results[name] = summarise(json.loads(out.stdout.strip().splitlines()[-1]), args.warmup)
+            print(f"{name:>8}: {results[name]['tokens_per_s']:9.1f} tokens/s, peak {results[name]['peak_gib']:.2f} "
+                  f"GiB, losses {', '.join(f'{x:.6f}' for x in results[name]['losses'])} "
+                  f"({time.perf_counter() - t0:.0f}s)", flush=True)
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    trl = results["trl"]
+    summary: dict[str, Any] = {"device": device, "model": args.model, "data": args.data, "seq_len": args.seq_len,
+                               "batch": args.batch, "steps": args.steps, "systems": results}
+    matches = []
+    for point in POINTS[args.device]:
+        d = results[point]
+        diff = max(abs(a - b) for a, b in zip(d["losses"], trl["losses"], strict=True))
+        matches.append(diff <= 1e-3)
+        summary[f"{point}_speedup"] = d["tokens_per_s"] / trl["tokens_per_s"]
+        summary[f"{point}_memory_ratio"] = d["peak_gib"] / trl["peak_gib"]
+        summary[f"{point}_loss_max_diff"] = diff
+        print(f"{point} point: {summary[f'{point}_speedup']:.2f}x TRL tokens/s at "
+              f"{summary[f'{point}_memory_ratio']:.2f}x its peak memory; first-step losses differ by ≤ {diff:.2e}")
+    summary["speedup"] = summary["speed_speedup"]
+    summary["memory_ratio"] = summary["speed_memory_ratio"]
+    summary["loss_match"] = all(matches)
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k != "systems"}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
