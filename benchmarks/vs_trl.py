@@ -1,7 +1,9 @@
 """duelist vs TRL's DPOTrainer, side by side in one run (a benchmark, not a test).
 
 Both systems train the identical model on the identical token ids (same pairs, same order), with the same
-batch, loss (DPO, β = 0.1), optimizer (AdamW, constant learning rate, clipping at 1.0) and dtype. Each
+batch, loss (DPO, β = 0.1), optimizer (AdamW, constant learning rate, clipping at 1.0) and dtype (float32
+on CPU, bfloat16 on GPU). TRL otherwise keeps its shipped defaults, gradient checkpointing included
+(``--trl-no-checkpointing`` turns it off: TRL is then faster and larger). Each
 system runs in its own subprocess, so peak memory is its own: peak RSS on CPU, max allocated on GPU.
 Tokens are prompt + response tokens of every chosen and rejected sequence (the same count for both).
 
@@ -39,12 +41,13 @@ LOSS_STEPS = 4  # steps whose losses must agree: step 1 is log 2 for both, later
 # duelist operating points: config overrides per device
 POINTS: dict[str, dict[str, list[str]]] = {
     "cpu": {
-        "speed": ["train.layout=shared_packed", "train.reference=precompute"],
-        "memory": ["train.layout=shared_packed", "train.reference=precompute", "model.gradient_checkpointing=true",
-                   "train.logprob_chunk=128"],
+        "speed": ["train.layout=shared", "train.reference=precompute", "train.logprob_recompute=false"],
+        "memory": ["train.layout=shared", "train.reference=precompute", "model.gradient_checkpointing=true",
+                   "train.grad_accum=8", "train.logprob_chunk=64"],
     },
     "cuda": {
-        "speed": ["train.layout=shared", "train.reference=precompute", "optim.fused=true"],
+        "speed": ["train.layout=shared", "train.reference=precompute", "optim.fused=true",
+                  "train.logprob_recompute=false"],
         "memory": ["train.layout=shared", "train.reference=precompute", "optim.fused=true",
                    "model.gradient_checkpointing=true", "train.logprob_chunk=256"],
     },
@@ -180,8 +183,8 @@ def run_trl(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, max_steps=args.steps, beta=BETA,
         loss_type=["sigmoid"], max_grad_norm=1.0, weight_decay=0.0, logging_steps=1, report_to=[],
         save_strategy="no", bf16=cuda, use_cpu=not cuda, max_length=None, seed=SEED, data_seed=SEED,
-        dataloader_num_workers=0, remove_unused_columns=False, gradient_checkpointing=False,
-        disable_tqdm=True,
+        dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
+        **({"gradient_checkpointing": False} if args.trl_no_checkpointing else {}),
     )
     clock = Clock()
     trainer = Trainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_list(pairs),
@@ -238,6 +241,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--batch", type=int, default=8, help="pairs per step")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--trl-no-checkpointing", action="store_true",
+                    help="turn off TRL's default gradient checkpointing (faster, more memory)")
     ap.add_argument("--out", type=Path, help="also write the results JSON here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
@@ -264,7 +269,8 @@ def main(argv: list[str]) -> None:
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
     trl = results["trl"]
     summary: dict[str, Any] = {"device": device, "model": args.model, "data": args.data, "seq_len": args.seq_len,
-                               "batch": args.batch, "steps": args.steps, "systems": results}
+                               "batch": args.batch, "steps": args.steps,
+                               "trl_checkpointing": not args.trl_no_checkpointing, "systems": results}
     matches = []
     for point in POINTS[args.device]:
         d = results[point]

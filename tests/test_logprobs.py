@@ -27,11 +27,13 @@ def batch(vocab, n=6, t=11, seed=1):
     return ids, att, mask
 
 
+@pytest.mark.parametrize("keep_probs", [False, True])
 @pytest.mark.parametrize("chunk", [1, 5, 4096])
-def test_chunked_equals_naive_fp32(chunk):
+def test_chunked_equals_naive_fp32(chunk, keep_probs):
+    """Recomputing logits in the backward pass and keeping the forward's softmax give the same gradients."""
     model = make_model(257, seed=3)
     ids, att, mask = batch(257)
-    out = response_logprobs(model, TokenBatch.from_padded(ids, att, mask), chunk_size=chunk)
+    out = response_logprobs(model, TokenBatch.from_padded(ids, att, mask), chunk_size=chunk, keep_probs=keep_probs)
     w = torch.arange(1.0, 7.0)
     (out.sums * w).sum().backward()
     g_chunked = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -45,7 +47,8 @@ def test_chunked_equals_naive_fp32(chunk):
         assert torch.allclose(g_chunked[n], p.grad, atol=1e-5, rtol=1e-4), n
 
 
-def test_float64_gradcheck_of_the_head():
+@pytest.mark.parametrize("keep", [False, True])
+def test_float64_gradcheck_of_the_head(keep):
     from duelist.models.logprobs import ChunkedTargetLogProb
 
     g = torch.Generator().manual_seed(0)
@@ -53,7 +56,7 @@ def test_float64_gradcheck_of_the_head():
     w = torch.randn(11, 5, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(11, dtype=torch.float64, generator=g, requires_grad=True)
     y = torch.randint(0, 11, (7,), generator=g)
-    assert torch.autograd.gradcheck(lambda h, w, b: ChunkedTargetLogProb.apply(h, w, b, y, 3), (h, w, b))
+    assert torch.autograd.gradcheck(lambda h, w, b: ChunkedTargetLogProb.apply(h, w, b, y, 3, keep), (h, w, b))
 
 
 def test_one_forward_pass_for_chosen_and_rejected():

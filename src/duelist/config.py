@@ -81,11 +81,14 @@ class TrainConfig(Section):
     token distributions, else precomputed and cached on disk."""
     logprob_chunk: int = Field(1024, gt=0)
     """Response tokens per lm_head + log-softmax chunk."""
+    logprob_recompute: bool = True
+    """Recompute each chunk of logits in the backward pass (head memory O(chunk × vocabulary)); false keeps
+    the softmax of every response token instead (4 · tokens · vocabulary bytes; one head matmul fewer)."""
     compile: bool = False
     """``torch.compile`` the backbone (dynamic shapes); worth it for long runs on GPU."""
     layout: Literal["auto", "padded", "packed", "shared", "shared_packed"] = "auto"
     """How a micro-batch is laid out for the forward pass (see duelist.data.collate). ``auto``: ``packed``
-    with flash attention, else ``shared_packed`` on CPU and ``shared`` on GPU (prompt computed once)."""
+    with flash attention, else ``shared`` (prompt computed once per pair, a row per pair)."""
     log_every: int = Field(1, gt=0)
     save_every: int = Field(0, ge=0)
     """Checkpoint every N steps (0: only at the end)."""

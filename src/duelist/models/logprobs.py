@@ -6,7 +6,8 @@ log-softmax then run only on hidden states that predict response tokens, in chun
 tokens, inside a custom autograd function that keeps nothing of size [tokens, vocabulary] for the
 backward pass: it saves the hidden states and each token's log-normaliser, and recomputes one chunk of
 logits at a time when gradients are needed. Peak memory for the head is O(chunk_size × vocabulary), not
-O(batch × sequence × vocabulary); the price is one extra head matmul per chunk in the backward pass.
+O(batch × sequence × vocabulary); the price is one extra head matmul per chunk in the backward pass
+(``keep_probs`` keeps the responses' softmax instead, when memory allows).
 
 Token-level KL (TDPO): given the reference's final hidden states at the same response positions (from
 its own no-grad forward pass), ``ChunkedTokenKL`` computes KL(π_ref(·|x,y_<t) ‖ π_θ(·|x,y_<t)) over the
@@ -50,30 +51,41 @@ class SequenceLogProbs:
 
 
 class ChunkedTargetLogProb(torch.autograd.Function):
-    """log softmax(h Wᵀ + b)[y] for rows of ``h``, chunked; the backward pass recomputes logits."""
+    """log softmax(h Wᵀ + b)[y] for rows of ``h``, chunked. The backward pass recomputes each chunk of
+    logits, or with ``keep`` reuses the softmax saved by the forward pass ([rows, vocabulary] kept: one head
+    matmul and one exp fewer per chunk, for when memory allows)."""
 
     @staticmethod
-    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, chunk: int) -> Tensor:
+    def forward(
+        ctx, h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, chunk: int, keep: bool = False
+    ) -> Tensor:
         out = torch.empty(h.shape[0], dtype=_acc(weight), device=h.device)
         lse = torch.empty_like(out)
+        keep = keep and any(ctx.needs_input_grad[:3])
+        probs = torch.empty(h.shape[0] if keep else 0, weight.shape[0], dtype=out.dtype, device=h.device)
         for s in range(0, h.shape[0], chunk):
             logits = _logits(h[s : s + chunk], weight, bias)
             lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
             out[s : s + chunk] = logits.gather(1, target[s : s + chunk, None]).squeeze(1) - lse[s : s + chunk]
-        ctx.save_for_backward(h, weight, bias, target, lse)
-        ctx.chunk = chunk
+            if keep:
+                torch.exp(logits.sub_(lse[s : s + chunk, None]), out=probs[s : s + chunk])
+        ctx.save_for_backward(h, weight, bias, target, lse, probs)
+        ctx.chunk, ctx.keep = chunk, keep
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        h, weight, bias, target, lse = ctx.saved_tensors
+        h, weight, bias, target, lse, probs = ctx.saved_tensors
 
-        def d_logits(s: slice, logits: Tensor, g: Tensor) -> Tensor:
+        def d_logits(s: slice, g: Tensor) -> Tensor:
             # d log p_y / d logits = onehot(y) − softmax, scaled by the incoming gradient of each row
-            d = torch.exp(logits - lse[s, None]).mul_(-g[:, None])
+            if ctx.keep:
+                d = probs[s].mul(-g[:, None])
+            else:
+                d = torch.exp(_logits(h[s], weight, bias).sub_(lse[s, None])).mul_(-g[:, None])
             return d.scatter_add_(1, target[s, None], g[:, None])
 
-        return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits), None, None)
+        return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits), None, None, None)
 
 
 class ChunkedTokenKL(torch.autograd.Function):
@@ -114,16 +126,17 @@ class ChunkedTokenKL(torch.autograd.Function):
         if any(ctx.needs_input_grad[3:6]):
             raise RuntimeError("ChunkedTokenKL gives no gradient to the reference side; detach it")
 
-        def d_logits(s: slice, logits: Tensor, g: Tensor) -> Tensor:
+        def d_logits(s: slice, g: Tensor) -> Tensor:
+            logits = _logits(h[s], weight, bias)
             p_ref = _logits(h_ref[s], weight_ref, bias_ref).to(logits.dtype).softmax(-1)
-            return torch.exp(logits - lse[s, None]).sub_(p_ref).mul_(g[:, None])
+            return torch.exp(logits.sub_(lse[s, None])).sub_(p_ref).mul_(g[:, None])
 
         return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits), None, None, None, None)
 
 
 def _head_backward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None, grad_out: Tensor, d_logits) -> tuple:
-    """Gradients of a per-row function of ``h Wᵀ + b`` w.r.t. (h, W, b), one recomputed chunk of logits at a
-    time; ``d_logits(rows, logits, grad_rows)`` gives the gradient w.r.t. that chunk's logits."""
+    """Gradients of a per-row function of ``h Wᵀ + b`` w.r.t. (h, W, b), one chunk of rows at a time;
+    ``d_logits(rows, grad_rows)`` gives the gradient w.r.t. that chunk's logits."""
     need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
     acc = _acc(weight)
     grad_h = torch.empty_like(h) if need_h else None
@@ -131,7 +144,7 @@ def _head_backward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None, grad_out
     grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
     for start in range(0, h.shape[0], ctx.chunk):
         s = slice(start, start + ctx.chunk)
-        d = d_logits(s, _logits(h[s], weight, bias), grad_out[s].to(acc))
+        d = d_logits(s, grad_out[s].to(acc))
         if need_h:
             grad_h[s] = (d.to(weight.dtype) @ weight).to(h.dtype)
         if need_w:
@@ -189,6 +202,7 @@ def response_logprobs(
     ref_weight: Tensor | None = None,
     ref_bias: Tensor | None = None,
     keep_hidden: bool = False,
+    keep_probs: bool = False,
 ) -> SequenceLogProbs:
     """Log-probs of every response token of ``batch`` (no [N, T, V] logits are ever materialised).
 
@@ -196,6 +210,7 @@ def response_logprobs(
     With ``ref_hidden`` (a reference's ``SequenceLogProbs.hidden`` for the same batch) and its head
     ``ref_weight``/``ref_bias``, also the per-token KL(π_ref ‖ π_θ), from the same policy forward pass.
     ``keep_hidden`` returns this model's hidden states and head (detached) for that purpose.
+    ``keep_probs`` keeps the response tokens' softmax for the backward pass instead of recomputing it.
     """
     backbone, head = split_lm(model)
     hidden = backbone(
@@ -205,7 +220,8 @@ def response_logprobs(
         use_cache=False,
     ).last_hidden_state
     h = hidden.flatten(0, 1)[batch.source]
-    lp = ChunkedTargetLogProb.apply(h, head.weight, head.bias, batch.input_ids.flatten()[batch.target], chunk_size)
+    target = batch.input_ids.flatten()[batch.target]
+    lp = ChunkedTargetLogProb.apply(h, head.weight, head.bias, target, chunk_size, keep_probs)
     mask = batch.response_mask()
     index = (batch.seq, batch.pos)
     token_logps = torch.zeros(mask.shape, dtype=lp.dtype, device=lp.device).index_put(index, lp)
@@ -239,10 +255,11 @@ class LogProbModel(nn.Module):
     DistributedDataParallel see the computation and synchronise gradients.
     """
 
-    def __init__(self, model: nn.Module, chunk_size: int = 512):
+    def __init__(self, model: nn.Module, chunk_size: int = 512, keep_probs: bool = False):
         super().__init__()
         self.model = model
         self.chunk_size = chunk_size
+        self.keep_probs = keep_probs
 
     def forward(
         self,
@@ -253,7 +270,9 @@ class LogProbModel(nn.Module):
         keep_hidden: bool = False,
     ) -> SequenceLogProbs:
         tb = TokenBatch(**batch)  # type: ignore[arg-type]
-        return response_logprobs(self.model, tb, self.chunk_size, ref_hidden, ref_weight, ref_bias, keep_hidden)
+        return response_logprobs(
+            self.model, tb, self.chunk_size, ref_hidden, ref_weight, ref_bias, keep_hidden, self.keep_probs
+        )
 
 
 def batch_logprobs(
