@@ -1,4 +1,4 @@
-"""Small helpers shared by trainer tests."""
+"""Small helpers shared by tests."""
 
 from __future__ import annotations
 
@@ -28,3 +28,18 @@ def tiny_config(model_dir: Path, data: Path, out: Path, *overrides: str) -> Conf
 
 def read_metrics(run: Path) -> list[dict]:
     return [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def random_padded_batch(vocab: int, n: int = 6, t: int = 11, seed: int = 1):
+    """Random ids, right padding of 0/2/4 tokens and response masks starting at 3 or 4: (ids, att, mask)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, vocab, (n, t), generator=g)
+    att = torch.ones_like(ids)
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for i in range(n):
+        length = t - (i % 3) * 2
+        att[i, length:] = 0
+        mask[i, 3 + i % 2 : length] = True
+    return ids, att, mask

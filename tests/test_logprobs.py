@@ -3,6 +3,7 @@
 import pytest
 import torch
 from conftest import make_model
+from helpers import random_padded_batch as batch
 
 from duelist.data.collate import TokenBatch
 from duelist.models.logprobs import LogProbModel, response_logprobs
@@ -13,18 +14,6 @@ def naive(model, ids, att, mask):
     logp = model(input_ids=ids, attention_mask=att).logits.float().log_softmax(-1)
     tok = logp[:, :-1].gather(2, ids[:, 1:, None]).squeeze(2) * mask[:, 1:]
     return tok.sum(1), tok
-
-
-def batch(vocab, n=6, t=11, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(4, vocab, (n, t), generator=g)
-    att = torch.ones_like(ids)
-    mask = torch.zeros_like(ids, dtype=torch.bool)
-    for i in range(n):
-        length = t - (i % 3) * 2
-        att[i, length:] = 0
-        mask[i, 3 + i % 2 : length] = True
-    return ids, att, mask
 
 
 @pytest.mark.parametrize("keep_probs", [False, True])

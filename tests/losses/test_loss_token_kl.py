@@ -5,21 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import make_model
+from helpers import random_padded_batch as batch
 
 from duelist.data.collate import TokenBatch
 from duelist.models.logprobs import ChunkedTokenKL, LogProbModel, response_logprobs
-
-
-def batch(vocab, n=6, t=11, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(4, vocab, (n, t), generator=g)
-    att = torch.ones_like(ids)
-    mask = torch.zeros_like(ids, dtype=torch.bool)
-    for i in range(n):
-        length = t - (i % 3) * 2
-        att[i, length:] = 0
-        mask[i, 3 + i % 2 : length] = True
-    return ids, att, mask
 
 
 def naive_kl(policy, ref, ids, att, mask):
