@@ -41,7 +41,8 @@ LOSS_STEPS = 4  # steps whose losses must agree: step 1 is log 2 for both, later
 # duelist operating points: config overrides per device
 POINTS: dict[str, dict[str, list[str]]] = {
     "cpu": {
-        "speed": ["train.layout=shared", "train.reference=precompute", "train.logprob_recompute=false"],
+        "speed": ["train.layout=shared", "train.reference=precompute", "train.logprob_recompute=false",
+                  "train.compile=true"],
         "memory": ["train.layout=shared", "train.reference=precompute", "model.gradient_checkpointing=true",
                    "train.grad_accum=8", "train.logprob_chunk=64"],
     },

@@ -36,16 +36,36 @@ def test_chunked_equals_naive_fp32(chunk, keep_probs):
         assert torch.allclose(g_chunked[n], p.grad, atol=1e-5, rtol=1e-4), n
 
 
-@pytest.mark.parametrize("keep", [False, True])
-def test_float64_gradcheck_of_the_head(keep):
-    from duelist.models.logprobs import ChunkedTargetLogProb
-
+def _head_inputs():
     g = torch.Generator().manual_seed(0)
     h = torch.randn(7, 5, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(11, 5, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(11, dtype=torch.float64, generator=g, requires_grad=True)
-    y = torch.randint(0, 11, (7,), generator=g)
-    assert torch.autograd.gradcheck(lambda h, w, b: ChunkedTargetLogProb.apply(h, w, b, y, 3, keep), (h, w, b))
+    return h, w, b, torch.randint(0, 11, (7,), generator=g)
+
+
+def test_float64_gradcheck_of_the_head():
+    from duelist.models.logprobs import ChunkedTargetLogProb
+
+    h, w, b, y = _head_inputs()
+    assert torch.autograd.gradcheck(lambda h, w, b: ChunkedTargetLogProb.apply(h, w, b, y, 3), (h, w, b))
+
+
+def test_kept_softmax_gives_the_recomputed_gradients_once():
+    """keep=True backpropagates through the forward's softmax (consumed in place), so it is checked against
+    the gradchecked recompute path rather than by gradcheck, which needs repeated backward passes."""
+    from duelist.models.logprobs import ChunkedTargetLogProb
+
+    h, w, b, y = _head_inputs()
+    g_out = torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grads = {}
+    for keep in (False, True):
+        out = ChunkedTargetLogProb.apply(h, w, b, y, 3, keep)
+        grads[keep] = torch.autograd.grad(out, (h, w, b), g_out, retain_graph=True)
+    for a, k in zip(grads[False], grads[True], strict=True):
+        assert torch.allclose(a, k, atol=1e-12, rtol=0)
+    with pytest.raises(RuntimeError, match="consumed"):
+        torch.autograd.grad(out, (h, w, b), g_out)
 
 
 def test_one_forward_pass_for_chosen_and_rejected():

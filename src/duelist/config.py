@@ -64,7 +64,7 @@ class OptimConfig(Section):
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float | None = Field(1.0, gt=0)
     fused: bool | None = None
-    """Fused AdamW kernel; ``None`` = on for CUDA, off otherwise."""
+    """Fused AdamW kernel (one pass over each parameter); ``None`` = on for CUDA and CPU."""
 
 
 class TrainConfig(Section):

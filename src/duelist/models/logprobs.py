@@ -59,33 +59,51 @@ class ChunkedTargetLogProb(torch.autograd.Function):
     def forward(
         ctx, h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, chunk: int, keep: bool = False
     ) -> Tensor:
-        out = torch.empty(h.shape[0], dtype=_acc(weight), device=h.device)
+        acc = _acc(weight)
+        out = torch.empty(h.shape[0], dtype=acc, device=h.device)
         lse = torch.empty_like(out)
         keep = keep and any(ctx.needs_input_grad[:3])
-        probs = torch.empty(h.shape[0] if keep else 0, weight.shape[0], dtype=out.dtype, device=h.device)
+        probs = torch.empty(h.shape[0] if keep else 0, weight.shape[0], dtype=acc, device=h.device)
         for s in range(0, h.shape[0], chunk):
-            logits = _logits(h[s : s + chunk], weight, bias)
-            lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
-            out[s : s + chunk] = logits.gather(1, target[s : s + chunk, None]).squeeze(1) - lse[s : s + chunk]
-            if keep:
-                torch.exp(logits.sub_(lse[s : s + chunk, None]), out=probs[s : s + chunk])
+            rows = slice(s, s + chunk)
+            # with keep, the logits are written straight into the kept buffer and normalised in place: no
+            # chunk-sized temporaries (first-touch page faults) and one pass fewer than logsumexp + exp
+            logits = _logits(h[rows], weight, bias, out=probs[rows] if keep else None)
+            out[rows] = logits.gather(1, target[rows, None]).squeeze(1)
+            lse[rows] = _log_normaliser_(logits, normalise=keep)
+            out[rows] -= lse[rows]
         ctx.save_for_backward(h, weight, bias, target, lse, probs)
-        ctx.chunk, ctx.keep = chunk, keep
+        ctx.chunk, ctx.keep, ctx.consumed = chunk, keep, False
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
+        if ctx.keep:
+            if ctx.consumed:
+                raise RuntimeError("keep_probs: the kept softmax is consumed by the first backward pass; "
+                                   "backpropagate through this graph once, or use logprob_recompute=true")
+            ctx.consumed = True  # the softmax is overwritten below: no [rows, vocabulary] temporaries
         h, weight, bias, target, lse, probs = ctx.saved_tensors
 
         def d_logits(s: slice, g: Tensor) -> Tensor:
             # d log p_y / d logits = onehot(y) − softmax, scaled by the incoming gradient of each row
             if ctx.keep:
-                d = probs[s].mul(-g[:, None])
+                d = probs[s].mul_(-g[:, None])
             else:
                 d = torch.exp(_logits(h[s], weight, bias).sub_(lse[s, None])).mul_(-g[:, None])
             return d.scatter_add_(1, target[s, None], g[:, None])
 
         return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits), None, None, None)
+
+
+def _log_normaliser_(logits: Tensor, normalise: bool) -> Tensor:
+    """logsumexp of each row of ``logits`` [rows, V], which it overwrites: with their softmax if
+    ``normalise``, else with scratch values."""
+    m = logits.amax(-1, keepdim=True)
+    total = logits.sub_(m).exp_().sum(-1, keepdim=True)
+    if normalise:
+        logits.div_(total)
+    return (m + total.log()).squeeze(1)
 
 
 class ChunkedTokenKL(torch.autograd.Function):
@@ -140,21 +158,23 @@ def _head_backward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None, grad_out
     need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
     acc = _acc(weight)
     grad_h = torch.empty_like(h) if need_h else None
-    grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
-    grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
+    grad_w = grad_b = None
     for start in range(0, h.shape[0], ctx.chunk):
         s = slice(start, start + ctx.chunk)
         d = d_logits(s, grad_out[s].to(acc))
         if need_h:
             grad_h[s] = (d.to(weight.dtype) @ weight).to(h.dtype)
-        if need_w:
-            grad_w.addmm_(d.t(), h[s].to(acc))
+        if need_w:  # the first chunk allocates: no zero-filled [vocabulary, hidden] buffer to add into
+            grad_w = d.t() @ h[s].to(acc) if grad_w is None else grad_w.addmm_(d.t(), h[s].to(acc))
         if need_b:
-            grad_b += d.sum(0)
+            grad_b = d.sum(0) if grad_b is None else grad_b.add_(d.sum(0))
+    if h.shape[0] == 0:  # no response tokens: zero gradients
+        grad_w = torch.zeros_like(weight) if need_w else None
+        grad_b = torch.zeros_like(bias) if need_b else None
     return (
         grad_h,
-        grad_w.to(weight.dtype) if need_w else None,
-        grad_b.to(bias.dtype) if need_b else None,
+        grad_w.to(weight.dtype) if grad_w is not None else None,
+        grad_b.to(bias.dtype) if grad_b is not None else None,
     )
 
 
@@ -163,11 +183,16 @@ def _acc(weight: Tensor) -> torch.dtype:
     return torch.promote_types(weight.dtype, torch.float32)
 
 
-def _logits(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    out = h @ weight.t()
+def _logits(h: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor | None = None) -> Tensor:
+    """h Wᵀ + b in the accumulation dtype, into ``out`` when given."""
+    logits = h @ weight.t() if out is None or out.dtype != weight.dtype else torch.mm(h, weight.t(), out=out)
     if bias is not None:
-        out = out + bias
-    return out.to(_acc(weight))
+        logits += bias
+    logits = logits.to(_acc(weight))
+    if out is not None and logits.data_ptr() != out.data_ptr():
+        out.copy_(logits)
+        return out
+    return logits
 
 
 def unwrap_causal_lm(model: nn.Module) -> nn.Module:

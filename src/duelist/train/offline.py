@@ -177,7 +177,7 @@ class OfflineTrainer:
 
         params = list(trainable(self.model).values())
         o = cfg.optim
-        fused = o.fused if o.fused is not None else self.acc.device.type == "cuda"
+        fused = o.fused if o.fused is not None else self.acc.device.type in ("cuda", "cpu")
         self.optimizer = torch.optim.AdamW(
             params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, fused=fused
         )
