@@ -112,7 +112,7 @@ def test_no_regret_average_iterate(games):
 
 
 def test_exact_mode_equivalences():
-    """Identities derived in dynamics.py: SPO = SPPO (expected win-proportion reward = P(y ≻ π_t)),
+    """Identities derived in games/dynamics/: SPO = SPPO (expected win-proportion reward = P(y ≻ π_t)),
     DNO(η) = SPPO(1/η), online IPO = INPO, APO(α = 0) = INPO, EGPO(η) = Nash-MP(η' = ητ/(1−ητ))."""
     g = random_game(10, 0.1, seed=7, ref="random")
 

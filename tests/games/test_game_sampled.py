@@ -1,7 +1,7 @@
 """Sampled mode: m Bernoulli preference queries per response per win-rate estimate.
 
 Regularised methods (inpo, egpo, nash_mp, nash_md) use the anchor-weight schedule a_t = min(ητ, 2/(t+2))
-(dynamics.py module docstring). Linearised, that is a Robbins–Monro iteration with gain 2/t for the fixed
+(the games.dynamics package docstring). Linearised, that is a Robbins–Monro iteration with gain 2/t for the fixed
 point x = log μ + Pπ(x)/τ, drift A = −I + PD/τ and noise covariance Q = diag(g(1−g))/(mτ²), g = Pπ*; its
 error is asymptotically N(0, Σ/T) with (2A + ½I)Σ + Σ(2A + ½I)ᵀ + 4Q = 0. KL(π*‖π) ≈ ½eᵀDe, so
 E KL(π*_τ‖π_T) ≈ tr(DΣ)/(2T) ∝ 1/(mT) = n/queries (sampled_kl_prediction). The test checks the mean over
