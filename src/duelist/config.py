@@ -85,7 +85,9 @@ class TrainConfig(Section):
     """Recompute each chunk of logits in the backward pass (head memory O(chunk × vocabulary)); false keeps
     the softmax of every response token instead (4 · tokens · vocabulary bytes; one head matmul fewer)."""
     compile: bool = False
-    """``torch.compile`` the backbone (dynamic shapes); worth it for long runs on GPU."""
+    """``torch.compile`` the backbone (dynamic shapes): fuses the elementwise work between matmuls (about 5%
+    faster on CPU at fixed lengths). The compile takes minutes on CPU and recurs when a batch crosses one of
+    inductor's size thresholds, so it pays off in long runs only."""
     layout: Literal["auto", "padded", "packed", "shared", "shared_packed"] = "auto"
     """How a micro-batch is laid out for the forward pass (see duelist.data.collate). ``auto``: ``packed``
     with flash attention, else ``shared`` (prompt computed once per pair, a row per pair)."""
