@@ -8,10 +8,11 @@ system runs in its own subprocess, so peak memory is its own: peak RSS on CPU, m
 Tokens are prompt + response tokens of every chosen and rejected sequence (the same count for both).
 
 Reported per system: tokens/s (median over the steps after warm-up), peak memory, the first steps'
-losses. duelist runs at two operating points (``POINTS``): *speed* and *memory*. The last line printed is
-one JSON object with ``speedup`` (duelist speed point / TRL tokens/s), ``memory_ratio`` (duelist speed
-point / TRL peak), the same two for the memory point, and ``loss_match`` (first steps' losses within 1e-3
-for both points).
+losses, and on a GPU whose bf16 peak is known the share of it by 6N accounting (``mfu``). duelist runs at
+two operating points (``POINTS``): *speed* and *memory*. The last line printed is one JSON object with
+``speedup`` (duelist speed point / TRL tokens/s), ``memory_ratio`` (duelist speed point / TRL peak), the
+same two for the memory point, ``speed_mfu``, and ``loss_match`` (first steps' losses within 1e-3 for both
+points).
 
     pip install -e '.[bench]'                  # TRL is a benchmark-only extra
     python benchmarks/vs_trl.py                 # CPU, default model, fixed 144-token sequences
@@ -202,7 +203,8 @@ def run_trl(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     trainer.train()
     tokens = [sum(2 * len(p["prompt_ids"]) + len(p["chosen_ids"]) + len(p["rejected_ids"])
                   for p in pairs[s * args.batch : (s + 1) * args.batch]) for s in range(args.steps)]
-    return {"times": clock.times, "tokens": tokens, "losses": clock.losses, "peak_gib": peak_memory_gib()}
+    return {"times": clock.times, "tokens": tokens, "losses": clock.losses, "peak_gib": peak_memory_gib(),
+            "params": sum(p.numel() for p in model.parameters())}
 
 
 def run_duelist(args: argparse.Namespace, tmp: Path, point: str) -> dict[str, Any]:
@@ -231,15 +233,31 @@ def run_duelist(args: argparse.Namespace, tmp: Path, point: str) -> dict[str, An
         times.append(time.perf_counter() - t0)
         tokens.append(m["tokens"])
         losses.append(m["loss"])
-    return {"times": times, "tokens": tokens, "losses": losses, "peak_gib": peak_memory_gib()}
+    return {"times": times, "tokens": tokens, "losses": losses, "peak_gib": peak_memory_gib(),
+            "params": sum(p.numel() for p in trainer.model.parameters())}
 
 
 # ---------------------------------------------------------------------------------------------- driver
 
 
-def summarise(r: dict[str, Any], warmup: int) -> dict[str, Any]:
+# dense bf16 peak (TFLOP/s) by device name, first match wins; --peak-tflops for anything else
+BF16_PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200", 989.4), ("GH200", 989.4),
+                    ("A100", 312.0), ("L40S", 362.1), ("A10G", 70.0)]
+
+
+def device_peak_tflops(device: str, given: float | None) -> float | None:
+    if given is not None:
+        return given
+    return next((peak for key, peak in BF16_PEAK_TFLOPS if key in device), None)
+
+
+def summarise(r: dict[str, Any], warmup: int, peak_tflops: float | None) -> dict[str, Any]:
     rates = [t / dt for t, dt in zip(r["tokens"][warmup:], r["times"][warmup:], strict=True)]
-    return {"tokens_per_s": statistics.median(rates), "peak_gib": r["peak_gib"], "losses": r["losses"][:LOSS_STEPS]}
+    out = {"tokens_per_s": statistics.median(rates), "peak_gib": r["peak_gib"], "losses": r["losses"][:LOSS_STEPS],
+           "params": r["params"]}
+    # 6N accounting: 6 FLOPs per parameter per token (forward 2, backward 4), attention not counted
+    out["mfu"] = 6 * r["params"] * out["tokens_per_s"] / (peak_tflops * 1e12) if peak_tflops else None
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -254,6 +272,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--trl-no-checkpointing", action="store_true",
                     help="turn off TRL's default gradient checkpointing (faster, more memory)")
     ap.add_argument("--out", type=Path, help="also write the results JSON here")
+    ap.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, for the 6N utilisation "
+                    "(known GPUs are looked up by name)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -264,6 +284,8 @@ def main(argv: list[str]) -> None:
         return
 
     systems = ["trl", *POINTS[args.device]]
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    peak = device_peak_tflops(device, args.peak_tflops)
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in systems:
@@ -272,14 +294,13 @@ def main(argv: list[str]) -> None:
             out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
             if out.returncode:
                 sys.exit(f"{name} failed:\n{out.stderr[-4000:]}")
-            results[name] = summarise(json.loads(out.stdout.strip().splitlines()[-1]), args.warmup)
-            print(f"{name:>8}: {results[name]['tokens_per_s']:9.1f} tokens/s, peak {results[name]['peak_gib']:.2f} "
-                  f"GiB, losses {', '.join(f'{x:.6f}' for x in results[name]['losses'])} "
-                  f"({time.perf_counter() - t0:.0f}s)", flush=True)
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+            r = results[name] = summarise(json.loads(out.stdout.strip().splitlines()[-1]), args.warmup, peak)
+            mfu = f", {100 * r['mfu']:.1f}% of bf16 peak (6N)" if r["mfu"] is not None else ""
+            print(f"{name:>8}: {r['tokens_per_s']:9.1f} tokens/s{mfu}, peak {r['peak_gib']:.2f} GiB, losses "
+                  f"{', '.join(f'{x:.6f}' for x in r['losses'])} ({time.perf_counter() - t0:.0f}s)", flush=True)
     trl = results["trl"]
-    summary: dict[str, Any] = {"device": device, "model": args.model, "data": args.data, "seq_len": args.seq_len,
-                               "batch": args.batch, "steps": args.steps,
+    summary: dict[str, Any] = {"device": device, "peak_tflops": peak, "model": args.model, "data": args.data,
+                               "seq_len": args.seq_len, "batch": args.batch, "steps": args.steps,
                                "trl_checkpointing": not args.trl_no_checkpointing, "systems": results}
     matches = []
     for point in POINTS[args.device]:
@@ -291,6 +312,7 @@ def main(argv: list[str]) -> None:
         summary[f"{point}_loss_max_diff"] = diff
         print(f"{point} point: {summary[f'{point}_speedup']:.2f}x TRL tokens/s at "
               f"{summary[f'{point}_memory_ratio']:.2f}x its peak memory; first-step losses differ by ≤ {diff:.2e}")
+    summary["speed_mfu"] = results["speed"]["mfu"]  # None where the device's peak is unknown (CPU)
     summary["speedup"] = summary["speed_speedup"]
     summary["memory_ratio"] = summary["speed_memory_ratio"]
     summary["loss_match"] = all(matches)
