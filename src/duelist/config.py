@@ -38,7 +38,17 @@ class ModelConfig(Section):
     """``auto``: float32 on CPU, bfloat16 on GPU."""
     lora: LoraConfig | None = None
     attn_implementation: str | None = None
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | float = False
+    """``true`` recomputes every decoder layer in the backward pass instead of keeping its activations; a
+    fraction in (0, 1) does so for that share of the layers, evenly spaced (selective checkpointing: memory
+    saved and recompute paid both in proportion)."""
+
+    @field_validator("gradient_checkpointing")
+    @classmethod
+    def _share(cls, v: bool | float) -> bool | float:
+        if not isinstance(v, bool) and not 0 < v <= 1:
+            raise ValueError(f"a share of layers must be in (0, 1], got {v}")
+        return v
 
 
 class DataConfig(Section):

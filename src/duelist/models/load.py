@@ -103,6 +103,28 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     return tok
 
 
+def enable_checkpointing(model: nn.Module, share: float = 1.0) -> list[int]:
+    """Recompute ``share`` of the decoder layers in the backward pass, evenly spaced; returns their indices.
+
+    transformers' per-layer switch (``GradientCheckpointingLayer.gradient_checkpointing``) is turned back off
+    for the layers left out, so their activations are kept as without checkpointing."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # the name from transformers 5.x on
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if share < 1 and not layers:
+        raise ValueError(f"{type(model).__name__} has no per-layer checkpointing switch; use a share of 1")
+    k = round(share * len(layers))
+    chosen = sorted({i * len(layers) // k for i in range(k)}) if k else []
+    for i, layer in enumerate(layers):
+        layer.gradient_checkpointing = i in chosen
+    return chosen
+
+
 def load_model(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[nn.Module, Any]:
     """Load the policy and tokenizer; applies dtype, attention implementation, LoRA and checkpointing."""
     from transformers import AutoModelForCausalLM
@@ -124,7 +146,7 @@ def load_model(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[nn
     tok = load_tokenizer(cfg)
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model, float(cfg.gradient_checkpointing))
     if cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
 
