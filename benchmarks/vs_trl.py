@@ -274,6 +274,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--trl-no-checkpointing", action="store_true",
                     help="turn off TRL's default gradient checkpointing (faster, more memory)")
+    ap.add_argument("--rounds", type=int, default=1, help="run all systems this many times, alternating; "
+                    "ratios are taken within each round and their median reported")
     ap.add_argument("--out", type=Path, help="also write the results JSON here")
     ap.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, for the 6N utilisation "
                     "(known GPUs are looked up by name)")
@@ -289,39 +291,49 @@ def main(argv: list[str]) -> None:
     systems = ["trl", *POINTS[args.device]]
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
     peak = device_peak_tflops(device, args.peak_tflops)
-    results: dict[str, dict[str, Any]] = {}
+    rounds: list[dict[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in systems:
-            cmd = [sys.executable, __file__, *argv, "--worker", name, "--tmp", tmp]
-            t0 = time.perf_counter()
-            out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
-            if out.returncode:
-                sys.exit(f"{name} failed:\n{out.stderr[-4000:]}")
-            r = results[name] = summarise(json.loads(out.stdout.strip().splitlines()[-1]), args.warmup, peak)
-            mfu = f", {100 * r['mfu']:.1f}% of bf16 peak (6N)" if r["mfu"] is not None else ""
-            print(f"{name:>8}: {r['tokens_per_s']:9.1f} tokens/s{mfu}, peak {r['peak_gib']:.2f} GiB, losses "
-                  f"{', '.join(f'{x:.6f}' for x in r['losses'])} ({time.perf_counter() - t0:.0f}s)", flush=True)
-    trl = results["trl"]
+        for k in range(args.rounds):  # systems alternate, so slow drifts of a shared machine hit all of them
+            results: dict[str, dict[str, Any]] = {}
+            for name in systems:
+                cmd = [sys.executable, __file__, *argv, "--worker", name, "--tmp", tmp]
+                t0 = time.perf_counter()
+                out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+                if out.returncode:
+                    sys.exit(f"{name} failed:\n{out.stderr[-4000:]}")
+                r = results[name] = summarise(json.loads(out.stdout.strip().splitlines()[-1]), args.warmup, peak)
+                mfu = f", {100 * r['mfu']:.1f}% of bf16 peak (6N)" if r["mfu"] is not None else ""
+                print(f"{name:>8}{f' (round {k + 1})' if args.rounds > 1 else ''}: {r['tokens_per_s']:9.1f} tokens/s"
+                      f"{mfu}, peak {r['peak_gib']:.2f} GiB, losses {', '.join(f'{x:.6f}' for x in r['losses'])} "
+                      f"({time.perf_counter() - t0:.0f}s)", flush=True)
+            rounds.append(results)
     summary: dict[str, Any] = {"device": device, "peak_tflops": peak, "model": args.model, "data": args.data,
                                "seq_len": args.seq_len, "batch": args.batch, "steps": args.steps,
-                               "trl_checkpointing": not args.trl_no_checkpointing, "systems": results}
+                               "trl_checkpointing": not args.trl_no_checkpointing, "rounds": rounds}
     matches = []
     for point in POINTS[args.device]:
-        d = results[point]
-        diff = max(abs(a - b) for a, b in zip(d["losses"], trl["losses"], strict=True))
+        # ratios within each round, then the median over rounds
+        speed = [r[point]["tokens_per_s"] / r["trl"]["tokens_per_s"] for r in rounds]
+        memory = [r[point]["peak_gib"] / r["trl"]["peak_gib"] for r in rounds]
+        diff = max(abs(a - b) for r in rounds for a, b in zip(r[point]["losses"], r["trl"]["losses"], strict=True))
         matches.append(diff <= 1e-3)
-        summary[f"{point}_speedup"] = d["tokens_per_s"] / trl["tokens_per_s"]
-        summary[f"{point}_memory_ratio"] = d["peak_gib"] / trl["peak_gib"]
+        summary[f"{point}_speedup"] = statistics.median(speed)
+        summary[f"{point}_memory_ratio"] = statistics.median(memory)
         summary[f"{point}_loss_max_diff"] = diff
+        if args.rounds > 1:
+            summary[f"{point}_speedup_rounds"] = speed
+        each = f" (median of rounds: {', '.join(f'{x:.2f}x' for x in speed)})" if args.rounds > 1 else ""
         print(f"{point} point: {summary[f'{point}_speedup']:.2f}x TRL tokens/s at "
-              f"{summary[f'{point}_memory_ratio']:.2f}x its peak memory; first-step losses differ by ≤ {diff:.2e}")
-    summary["speed_mfu"] = results["speed"]["mfu"]  # None where the device's peak is unknown (CPU)
+              f"{summary[f'{point}_memory_ratio']:.2f}x its peak memory{each}; "
+              f"first-step losses differ by ≤ {diff:.2e}")
+    summary["speed_mfu"] = statistics.median(  # None where the device's peak is unknown (CPU)
+        [r["speed"]["mfu"] for r in rounds]) if peak else None
     summary["speedup"] = summary["speed_speedup"]
     summary["memory_ratio"] = summary["speed_memory_ratio"]
     summary["loss_match"] = all(matches)
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))
-    print(json.dumps({k: v for k, v in summary.items() if k != "systems"}))
+    print(json.dumps({k: v for k, v in summary.items() if k != "rounds"}))
 
 
 if __name__ == "__main__":
