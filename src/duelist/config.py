@@ -90,7 +90,7 @@ class TrainConfig(Section):
     """``auto``: none for reference-free losses, else live when the loss needs the reference's
     token distributions, else precomputed and cached on disk."""
     logprob_chunk: int = Field(1024, gt=0)
-    """Response tokens per lm_head + log-softmax chunk."""
+    """Response tokens per lm_head + log-softmax chunk (one chunk when ``logprob_recompute`` is false)."""
     logprob_recompute: bool = True
     """Recompute each chunk of logits in the backward pass (head memory O(chunk × vocabulary)); false keeps
     the softmax of every response token instead (4 · tokens · vocabulary bytes; one head matmul fewer)."""
@@ -109,6 +109,10 @@ class TrainConfig(Section):
     tensorboard: bool = True
     save_final: bool = True
     threads: int | None = Field(None, gt=0)
+    """CPU threads per process; ``None`` = the machine's cores shared among the processes on it."""
+    keep_freed_memory: bool = True
+    """On CPU (glibc): keep freed memory for reuse rather than returning it to the kernel, so later steps
+    take no page faults (about 5% faster; resident memory stays at its peak between steps)."""
 
 
 class EvalConfig(Section):

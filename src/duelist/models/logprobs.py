@@ -64,6 +64,8 @@ class ChunkedTargetLogProb(torch.autograd.Function):
         lse = torch.empty_like(out)
         keep = keep and any(ctx.needs_input_grad[:3])
         probs = torch.empty(h.shape[0] if keep else 0, weight.shape[0], dtype=acc, device=h.device)
+        if keep:  # the whole softmax is kept anyway: one chunk, so each head matmul is one large GEMM
+            chunk = max(1, h.shape[0])
         for s in range(0, h.shape[0], chunk):
             rows = slice(s, s + chunk)
             # with keep, the logits are written straight into the kept buffer and normalised in place: no

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -39,6 +38,7 @@ from duelist.models.reference import (
     precompute,
 )
 from duelist.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, trainable
+from duelist.train.host import default_threads, keep_freed_memory
 from duelist.train.logger import RunLogger
 from duelist.train.plan import BatchPlan
 from duelist.train.schedule import make_scheduler
@@ -110,10 +110,6 @@ def make_stats(
     )
 
 
-def _default_threads(world: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world))))
-
-
 def resolve_layout(layout: str, model: torch.nn.Module) -> str:
     """``auto``: variable-length packing with flash attention (it ignores 4-D masks), else the prompt
     computed once per pair, a row per pair (one packed row under a dense 4-D mask would make attention
@@ -146,7 +142,9 @@ class OfflineTrainer:
         # cpu=True is what makes accelerate treat a torchrun launch without GPUs as multi-process (gloo)
         self.acc = Accelerator(cpu=not torch.cuda.is_available())
         if self.acc.device.type == "cpu":
-            torch.set_num_threads(cfg.train.threads or _default_threads(self.acc.num_processes))
+            torch.set_num_threads(cfg.train.threads or default_threads(self.acc.num_processes))
+            if cfg.train.keep_freed_memory:
+                keep_freed_memory()
         self._check_output_dir(resume, overwrite)
         set_seed(cfg.train.seed)
         self.loss = build_loss(cfg.loss)
