@@ -3,7 +3,8 @@
 Both systems train the identical model on the identical token ids (same pairs, same order), with the same
 batch, loss (DPO, β = 0.1), optimizer (AdamW, constant learning rate, clipping at 1.0) and dtype (float32
 on CPU, bfloat16 on GPU). TRL otherwise keeps its shipped defaults, gradient checkpointing included
-(``--trl-no-checkpointing`` turns it off: TRL is then faster and larger). Each
+(``--trl-no-checkpointing`` turns it off: TRL is then faster and larger; ``--trl-keep-freed-memory`` gives
+it duelist's CPU memory setting, ``train.keep_freed_memory``). Each
 system runs in its own subprocess, so peak memory is its own: peak RSS on CPU, max allocated on GPU.
 Tokens are prompt + response tokens of every chosen and rejected sequence (the same count for both).
 
@@ -185,6 +186,10 @@ def run_trl(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 self.losses.append(float(logs["loss"]))
 
     cuda = args.device == "cuda"
+    if args.trl_keep_freed_memory and not cuda:
+        from duelist.train.host import keep_freed_memory
+
+        keep_freed_memory()
     path = model_dir(args, tmp)
     if path == "default":
         model, tok = load(args)
@@ -274,6 +279,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--trl-no-checkpointing", action="store_true",
                     help="turn off TRL's default gradient checkpointing (faster, more memory)")
+    ap.add_argument("--trl-keep-freed-memory", action="store_true",
+                    help="give TRL's process the glibc setting duelist applies to itself on CPU "
+                    "(train.keep_freed_memory): no page faults after the first steps")
     ap.add_argument("--rounds", type=int, default=1, help="run all systems this many times, alternating; "
                     "ratios are taken within each round and their median reported")
     ap.add_argument("--out", type=Path, help="also write the results JSON here")
@@ -309,7 +317,8 @@ def main(argv: list[str]) -> None:
             rounds.append(results)
     summary: dict[str, Any] = {"device": device, "peak_tflops": peak, "model": args.model, "data": args.data,
                                "seq_len": args.seq_len, "batch": args.batch, "steps": args.steps,
-                               "trl_checkpointing": not args.trl_no_checkpointing, "rounds": rounds}
+                               "trl_checkpointing": not args.trl_no_checkpointing,
+                               "trl_keep_freed_memory": args.trl_keep_freed_memory, "rounds": rounds}
     matches = []
     for point in POINTS[args.device]:
         # ratios within each round, then the median over rounds
