@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-# a toy "training step": two large tensors touched, then freed, 12 times; page faults counted per step
+# a toy "training step": two large tensors touched, then freed, 30 times; page faults counted per step
 SCRIPT = """
 import json, resource, sys, torch
 from duelist.train.host import keep_freed_memory
@@ -21,7 +21,7 @@ def step():
     b = torch.empty(8 << 20).fill_(1.0)  # 32 MiB
     del a, b
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(json.dumps({"applied": applied, "faults": [step() for _ in range(12)]}))
+print(json.dumps({"applied": applied, "faults": [step() for _ in range(30)]}))
 """
 
 
@@ -35,9 +35,11 @@ def test_freed_tensor_pages_are_reused_not_faulted_in_again():
     # By default glibc serves blocks this large with fresh pages from the kernel every time: one fault per page
     # touched, 24,576 per step with 4 KiB pages and still 48 with 2 MiB transparent huge pages. With the
     # setting the heap grows for the first few steps (small allocations split freed blocks) and is then
-    # reused: the last steps take no faults beyond a stray page or two of the interpreter's own.
+    # reused. Locally it stops growing by the 6th step; on CI one later step once grew it by one more 32 MiB
+    # block, so the claim tested is "almost every late step is quiet", not "the last k steps are".
     default = _faults_per_step("default")
     kept = _faults_per_step("keep")
     assert not default["applied"] and kept["applied"]
-    assert min(default["faults"][-4:]) >= 48
-    assert sum(kept["faults"][-4:]) < 16
+    assert min(default["faults"][1:]) >= 48
+    quiet = [f < 16 for f in kept["faults"][6:]]
+    assert sum(quiet) >= len(quiet) - 2, kept["faults"]
