@@ -1,11 +1,12 @@
 """duelist vs TRL's DPOTrainer, side by side in one run (a benchmark, not a test).
 
 Both systems train the identical model on the identical token ids (same pairs, same order), with the same
-batch, loss (DPO, β = 0.1), optimizer (AdamW, constant learning rate, clipping at 1.0) and dtype (float32
-on CPU, bfloat16 on GPU). TRL otherwise keeps its shipped defaults, gradient checkpointing included
-(``--trl-no-checkpointing`` turns it off: TRL is then faster and larger; ``--trl-keep-freed-memory`` gives
-it duelist's CPU memory setting, ``train.keep_freed_memory``). Each
-system runs in its own subprocess, so peak memory is its own: peak RSS on CPU, max allocated on GPU.
+batch, loss (DPO, β = 0.1), optimizer (AdamW, constant learning rate, clipping at 1.0) and precision
+(float32 on CPU, or with ``--mixed-bf16`` both in bf16 mixed precision; bfloat16 weights on GPU). TRL
+otherwise keeps its shipped defaults, gradient checkpointing included (``--trl-no-checkpointing`` turns it
+off: TRL is then faster and larger; ``--trl-keep-freed-memory`` gives it duelist's CPU memory setting,
+``train.keep_freed_memory``). Each system runs in its own subprocess, so peak memory is its own: peak RSS
+on CPU, max allocated on GPU.
 Tokens are prompt + response tokens of every chosen and rejected sequence (the same count for both).
 
 Reported per system: tokens/s (median over the steps after warm-up), peak memory, the first steps'
@@ -78,6 +79,12 @@ RANDOM_MODELS: dict[str, dict[str, Any]] = {  # random-init Llama-style models
         num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
     ),
 }
+
+
+def precision(args: argparse.Namespace) -> str:
+    if args.device == "cuda":
+        return "bfloat16 weights"
+    return "bf16 mixed (float32 weights, bfloat16 autocast)" if args.mixed_bf16 else "float32"
 
 
 def random_dtype(device: str) -> torch.dtype:
@@ -201,7 +208,7 @@ def run_trl(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         output_dir=str(tmp / "trl"), per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
         learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, max_steps=args.steps, beta=BETA,
         loss_type=["sigmoid"], max_grad_norm=1.0, weight_decay=0.0, logging_steps=1, report_to=[],
-        save_strategy="no", bf16=cuda, use_cpu=not cuda, max_length=None, seed=SEED, data_seed=SEED,
+        save_strategy="no", bf16=cuda or args.mixed_bf16, use_cpu=not cuda, max_length=None, seed=SEED, data_seed=SEED,
         dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
         **({"gradient_checkpointing": False} if args.trl_no_checkpointing else {}),
     )
@@ -228,6 +235,7 @@ def run_duelist(args: argparse.Namespace, tmp: Path, point: str) -> dict[str, An
         "optim.schedule=constant", "optim.max_grad_norm=1.0", "optim.weight_decay=0", "data.shuffle=false",
         f"train.seed={SEED}", "train.progress=false", "train.tensorboard=false", "train.save_final=false",
         f"model.dtype={'bfloat16' if args.device == 'cuda' else 'float32'}", *point_overrides(args, point),
+        *(["train.mixed_precision=bf16"] if args.mixed_bf16 else []),
     ])
     pairs = [TokenizedPair(p["prompt_ids"], p["chosen_ids"], p["rejected_ids"])
              for p in make_pairs(args, load_tokenizer(cfg.model), args.batch * args.steps)]
@@ -282,6 +290,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--trl-keep-freed-memory", action="store_true",
                     help="give TRL's process the glibc setting duelist applies to itself on CPU "
                     "(train.keep_freed_memory): no page faults after the first steps")
+    ap.add_argument("--mixed-bf16", action="store_true",
+                    help="CPU: both systems in bf16 mixed precision (float32 weights, gradients and AdamW; matmuls "
+                    "under bfloat16 autocast): TRL's shipped default (bf16=True), which the default run turns off")
     ap.add_argument("--rounds", type=int, default=1, help="run all systems this many times, alternating; "
                     "ratios are taken within each round and their median reported")
     ap.add_argument("--out", type=Path, help="also write the results JSON here")
@@ -318,7 +329,8 @@ def main(argv: list[str]) -> None:
     summary: dict[str, Any] = {"device": device, "peak_tflops": peak, "model": args.model, "data": args.data,
                                "seq_len": args.seq_len, "batch": args.batch, "steps": args.steps,
                                "trl_checkpointing": not args.trl_no_checkpointing,
-                               "trl_keep_freed_memory": args.trl_keep_freed_memory, "rounds": rounds}
+                               "trl_keep_freed_memory": args.trl_keep_freed_memory,
+                               "precision": precision(args), "rounds": rounds}
     matches = []
     for point in POINTS[args.device]:
         # ratios within each round, then the median over rounds

@@ -112,9 +112,18 @@ class TrainConfig(Section):
     save_final: bool = True
     threads: int | None = Field(None, gt=0)
     """CPU threads per process; ``None`` = the machine's cores shared among the processes on it."""
+    mixed_precision: Literal["no", "bf16"] = "no"
+    """``bf16``: matmuls (backbone and head) under bfloat16 autocast, while weights, gradients, optimizer
+    state, log-softmax and the loss stay in the model's dtype (TRL's default, ``bf16=True``). On CPUs with
+    AVX512-BF16 or AMX the matmuls run about 2.3× faster; the reference is scored the same way."""
     keep_freed_memory: bool = True
     """On CPU (glibc): keep freed memory for reuse rather than returning it to the kernel, so later steps
     take no page faults (about 5% faster; resident memory stays at its peak between steps)."""
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, v: Any) -> Any:
+        return "no" if v is False else v  # YAML reads a bare ``no`` as false
 
 
 class EvalConfig(Section):

@@ -59,6 +59,7 @@ class ChunkedTargetLogProb(torch.autograd.Function):
     def forward(
         ctx, h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, chunk: int, keep: bool = False
     ) -> Tensor:
+        ctx.compute = _compute_dtype(weight)
         acc = _acc(weight)
         out = torch.empty(h.shape[0], dtype=acc, device=h.device)
         lse = torch.empty_like(out)
@@ -66,14 +67,16 @@ class ChunkedTargetLogProb(torch.autograd.Function):
         probs = torch.empty(h.shape[0] if keep else 0, weight.shape[0], dtype=acc, device=h.device)
         if keep:  # the whole softmax is kept anyway: one chunk, so each head matmul is one large GEMM
             chunk = max(1, h.shape[0])
-        for s in range(0, h.shape[0], chunk):
-            rows = slice(s, s + chunk)
-            # with keep, the logits are written straight into the kept buffer and normalised in place: no
-            # chunk-sized temporaries (first-touch page faults) and one pass fewer than logsumexp + exp
-            logits = _logits(h[rows], weight, bias, out=probs[rows] if keep else None)
-            out[rows] = logits.gather(1, target[rows, None]).squeeze(1)
-            lse[rows] = _log_normaliser_(logits, normalise=keep)
-            out[rows] -= lse[rows]
+        hc, wc, bc = _cast(ctx.compute, h, weight, bias)
+        with _no_autocast(h):
+            for s in range(0, h.shape[0], chunk):
+                rows = slice(s, s + chunk)
+                # with keep, the logits are written straight into the kept buffer and normalised in place: no
+                # chunk-sized temporaries (first-touch page faults) and one pass fewer than logsumexp + exp
+                logits = _logits(hc[rows], wc, bc, out=probs[rows] if keep else None)
+                out[rows] = logits.gather(1, target[rows, None]).squeeze(1)
+                lse[rows] = _log_normaliser_(logits, normalise=keep)
+                out[rows] -= lse[rows]
         ctx.save_for_backward(h, weight, bias, target, lse, probs)
         ctx.chunk, ctx.keep, ctx.consumed = chunk, keep, False
         return out
@@ -86,13 +89,14 @@ class ChunkedTargetLogProb(torch.autograd.Function):
                                    "backpropagate through this graph once, or use logprob_recompute=true")
             ctx.consumed = True  # the softmax is overwritten below: no [rows, vocabulary] temporaries
         h, weight, bias, target, lse, probs = ctx.saved_tensors
+        hc, wc, bc = _cast(ctx.compute, h, weight, bias)
 
         def d_logits(s: slice, g: Tensor) -> Tensor:
             # d log p_y / d logits = onehot(y) − softmax, scaled by the incoming gradient of each row
             if ctx.keep:
                 d = probs[s].mul_(-g[:, None])
             else:
-                d = torch.exp(_logits(h[s], weight, bias).sub_(lse[s, None])).mul_(-g[:, None])
+                d = torch.exp(_logits(hc[s], wc, bc).sub_(lse[s, None])).mul_(-g[:, None])
             return d.scatter_add_(1, target[s, None], g[:, None])
 
         return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits), None, None, None)
@@ -126,16 +130,20 @@ class ChunkedTokenKL(torch.autograd.Function):
         bias_ref: Tensor | None,
         chunk: int,
     ) -> Tensor:
+        ctx.compute = _compute_dtype(weight)
         out = torch.empty(h.shape[0], dtype=_acc(weight), device=h.device)
         lse = torch.empty_like(out)
-        for s in range(0, h.shape[0], chunk):
-            logits = _logits(h[s : s + chunk], weight, bias)
-            lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
-            # both sides normalised the same way, so identical models give a KL of exactly 0
-            ref_logits = _logits(h_ref[s : s + chunk], weight_ref, bias_ref).to(logits.dtype)
-            ref_logp = ref_logits - torch.logsumexp(ref_logits, dim=-1, keepdim=True)
-            logp = logits - lse[s : s + chunk, None]
-            out[s : s + chunk] = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+        hc, wc, bc = _cast(ctx.compute, h, weight, bias)
+        hr, wr, br = _cast(ctx.compute, h_ref, weight_ref, bias_ref)
+        with _no_autocast(h):
+            for s in range(0, h.shape[0], chunk):
+                logits = _logits(hc[s : s + chunk], wc, bc)
+                lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
+                # both sides normalised the same way, so identical models give a KL of exactly 0
+                ref_logits = _logits(hr[s : s + chunk], wr, br).to(logits.dtype)
+                ref_logp = ref_logits - torch.logsumexp(ref_logits, dim=-1, keepdim=True)
+                logp = logits - lse[s : s + chunk, None]
+                out[s : s + chunk] = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
         ctx.save_for_backward(h, weight, bias, h_ref, weight_ref, bias_ref, lse)
         ctx.chunk = chunk
         return out
@@ -146,9 +154,12 @@ class ChunkedTokenKL(torch.autograd.Function):
         if any(ctx.needs_input_grad[3:6]):
             raise RuntimeError("ChunkedTokenKL gives no gradient to the reference side; detach it")
 
+        hc, wc, bc = _cast(ctx.compute, h, weight, bias)
+        hr, wr, br = _cast(ctx.compute, h_ref, weight_ref, bias_ref)
+
         def d_logits(s: slice, g: Tensor) -> Tensor:
-            logits = _logits(h[s], weight, bias)
-            p_ref = _logits(h_ref[s], weight_ref, bias_ref).to(logits.dtype).softmax(-1)
+            logits = _logits(hc[s], wc, bc)
+            p_ref = _logits(hr[s], wr, br).to(logits.dtype).softmax(-1)
             return torch.exp(logits.sub_(lse[s, None])).sub_(p_ref).mul_(g[:, None])
 
         return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits), None, None, None, None)
@@ -159,15 +170,22 @@ def _head_backward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None, grad_out
     ``d_logits(rows, grad_rows)`` gives the gradient w.r.t. that chunk's logits."""
     need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
     acc = _acc(weight)
+    # the head's matmuls in the forward's compute dtype (autocast's, under mixed precision), sums in acc
+    hc, wc, _ = _cast(ctx.compute, h, weight, None)
     grad_h = torch.empty_like(h) if need_h else None
     grad_w = grad_b = None
     for start in range(0, h.shape[0], ctx.chunk):
         s = slice(start, start + ctx.chunk)
         d = d_logits(s, grad_out[s].to(acc))
+        dc = d.to(ctx.compute)
         if need_h:
-            grad_h[s] = (d.to(weight.dtype) @ weight).to(h.dtype)
+            grad_h[s] = (dc @ wc).to(h.dtype)
         if need_w:  # the first chunk allocates: no zero-filled [vocabulary, hidden] buffer to add into
-            grad_w = d.t() @ h[s].to(acc) if grad_w is None else grad_w.addmm_(d.t(), h[s].to(acc))
+            if dc.dtype == acc:
+                grad_w = d.t() @ hc[s] if grad_w is None else grad_w.addmm_(d.t(), hc[s])
+            else:
+                part = (dc.t() @ hc[s]).to(acc)
+                grad_w = part if grad_w is None else grad_w.add_(part)
         if need_b:
             grad_b = d.sum(0) if grad_b is None else grad_b.add_(d.sum(0))
     if h.shape[0] == 0:  # no response tokens: zero gradients
@@ -185,16 +203,32 @@ def _acc(weight: Tensor) -> torch.dtype:
     return torch.promote_types(weight.dtype, torch.float32)
 
 
+def _compute_dtype(weight: Tensor) -> torch.dtype:
+    """The head's matmul dtype: autocast's when it is on for this device (as ``nn.Linear`` would run),
+    else the weight's. Recorded in the forward pass, because the backward pass runs outside autocast."""
+    device = weight.device.type
+    if torch.is_autocast_enabled(device) and weight.dtype.is_floating_point and weight.dtype != torch.float64:
+        return torch.get_autocast_dtype(device)
+    return weight.dtype
+
+
+def _cast(dtype: torch.dtype, h: Tensor, weight: Tensor, bias: Tensor | None) -> tuple:
+    return h.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+
+
+def _no_autocast(t: Tensor):
+    """The head casts explicitly (``_compute_dtype``); autocast must not recast its in-place, ``out=`` ops."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
 def _logits(h: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor | None = None) -> Tensor:
-    """h Wᵀ + b in the accumulation dtype, into ``out`` when given."""
-    logits = h @ weight.t() if out is None or out.dtype != weight.dtype else torch.mm(h, weight.t(), out=out)
+    """h Wᵀ + b, returned in the accumulation dtype (into ``out`` when given)."""
+    logits = torch.mm(h, weight.t(), out=out) if out is not None and out.dtype == weight.dtype else h @ weight.t()
     if bias is not None:
         logits += bias
-    logits = logits.to(_acc(weight))
-    if out is not None and logits.data_ptr() != out.data_ptr():
-        out.copy_(logits)
-        return out
-    return logits
+    if out is None:
+        return logits.to(_acc(weight))
+    return out if logits.data_ptr() == out.data_ptr() else out.copy_(logits)
 
 
 def unwrap_causal_lm(model: nn.Module) -> nn.Module:
@@ -282,11 +316,14 @@ class LogProbModel(nn.Module):
     DistributedDataParallel see the computation and synchronise gradients.
     """
 
-    def __init__(self, model: nn.Module, chunk_size: int = 512, keep_probs: bool = False):
+    def __init__(
+        self, model: nn.Module, chunk_size: int = 512, keep_probs: bool = False, autocast: torch.dtype | None = None
+    ):
         super().__init__()
         self.model = model
         self.chunk_size = chunk_size
         self.keep_probs = keep_probs
+        self.autocast = autocast  # mixed precision: matmuls in this dtype, weights and sums as they are
 
     def forward(
         self,
@@ -297,9 +334,11 @@ class LogProbModel(nn.Module):
         keep_hidden: bool = False,
     ) -> SequenceLogProbs:
         tb = TokenBatch(**batch)  # type: ignore[arg-type]
-        return response_logprobs(
-            self.model, tb, self.chunk_size, ref_hidden, ref_weight, ref_bias, keep_hidden, self.keep_probs
-        )
+        device = tb.input_ids.device.type
+        with torch.autocast(device, dtype=self.autocast, enabled=self.autocast is not None):
+            return response_logprobs(
+                self.model, tb, self.chunk_size, ref_hidden, ref_weight, ref_bias, keep_hidden, self.keep_probs
+            )
 
 
 def batch_logprobs(

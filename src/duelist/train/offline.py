@@ -158,6 +158,7 @@ class OfflineTrainer:
         self.model, self.tokenizer = load_model(cfg.model, self.acc.device)
         self.pad_id = self.tokenizer.pad_token_id
         self.layout = resolve_layout(cfg.train.layout, self.model)
+        self.autocast = {"no": None, "bf16": torch.bfloat16}[cfg.train.mixed_precision]
         if cfg.train.compile:
             split_lm(self.model)[0].compile(dynamic=True)
         self.plan = BatchPlan(
@@ -181,7 +182,8 @@ class OfflineTrainer:
         )
         self.scheduler = make_scheduler(self.optimizer, self.total, o.warmup, o.schedule)
         self.module, self.optimizer = self.acc.prepare(
-            LogProbModel(self.model, cfg.train.logprob_chunk, not cfg.train.logprob_recompute), self.optimizer
+            LogProbModel(self.model, cfg.train.logprob_chunk, not cfg.train.logprob_recompute, self.autocast),
+            self.optimizer,
         )
         self.start = 0
         if resume:
@@ -211,11 +213,13 @@ class OfflineTrainer:
         if self.ref_mode == "none":
             return Reference()
         if self.ref_mode == "live":
-            return LiveReference(self.model, self.cfg.train.logprob_chunk)
+            return LiveReference(self.model, self.cfg.train.logprob_chunk, self.autocast)
         micro = [mb for s in range(self.total) for mb in self.plan.micro_batches(s)]
-        key = micro_batch_key(self.model, model_source(self.cfg.model), self.pairs, micro, self.layout)
+        # a compiled backbone scores the reference with its training graph: exactly the policy's step-1 values
+        how = dict(layout=self.layout, autocast=self.autocast, training_graph=self.cfg.train.compile)
+        key = micro_batch_key(self.model, model_source(self.cfg.model), self.pairs, micro, **how)
         t0 = time.perf_counter()
-        flat = precompute(self.model, self.pairs, micro, self.pad_id, self.cfg.train.logprob_chunk, key, self.layout)
+        flat = precompute(self.model, self.pairs, micro, self.pad_id, self.cfg.train.logprob_chunk, key, **how)
         self.log(
             f"reference log-probs for {len(flat['index'])} pairs ready in {time.perf_counter() - t0:.1f}s "
             f"(cache key {key})"
@@ -237,7 +241,7 @@ class OfflineTrainer:
             model, tok = load_model(ModelConfig(name=m.source, dtype=self.cfg.model.dtype), self.acc.device)
             if tok.get_vocab() != self.tokenizer.get_vocab():
                 raise LossConfigError(f"{m.key}={m.source!r}: its tokenizer differs from the policy's")
-            out[m.prefix] = FrozenModel(model, self.cfg.train.logprob_chunk)
+            out[m.prefix] = FrozenModel(model, self.cfg.train.logprob_chunk, self.autocast)
             self.log(f"{m.key}: scoring with frozen {m.source}")
         return out
 
