@@ -167,10 +167,13 @@ def precompute(
             idx = list(mb)
             batch = collate_pairs([pairs[i] for i in idx], idx, pad_id, layout).to(device)
             lp = batch_logprobs(module, batch)
+            # detached at once: with training_graph the autograd graph (a training step's activations) must
+            # be gone before the next micro-batch's forward, not when ``lp`` is next assigned
+            lp = SequenceLogProbs(lp.sums.detach(), lp.counts, lp.token_logps.detach(), lp.mask)
             for side, half in zip(("chosen", "rejected"), lp.split(), strict=True):
                 new_rows = [r for r in range(len(idx)) if idx[r] not in seen]
-                vals[side] += [half.token_logps[r][half.mask[r]].detach().cpu() for r in new_rows]
-                sums[side] += [half.sums[r].detach().cpu() for r in new_rows]
+                vals[side] += [half.token_logps[r][half.mask[r]].cpu() for r in new_rows]
+                sums[side] += [half.sums[r].cpu() for r in new_rows]
             new = [i for i in idx if i not in seen]
             order += new
             seen.update(new)
