@@ -64,9 +64,15 @@ COMPILED = {("cpu", "fixed", "speed")}
 COMPILE = ["train.compile=true", "model.attn_implementation=eager"]
 
 
+# with real length spread on CPU (no variable-length attention), one pair per micro-batch: no pair is padded
+# to the batch's longest. Same loss and gradients (tested); on hh-harmless 278 instead of 180 tokens/s, and
+# 3.7 instead of 9.1 GiB. At fixed lengths there is no padding, and two micro-batches were slower (276 vs 290).
+PER_DATA = {("cpu", "hh", "speed"): ["train.grad_accum=8"]}
+
+
 def point_overrides(args: argparse.Namespace, point: str) -> list[str]:
-    compiled = (args.device, args.data, point) in COMPILED
-    return [*POINTS[args.device][point], *(COMPILE if compiled else [])]
+    key = (args.device, args.data, point)
+    return [*POINTS[args.device][point], *PER_DATA.get(key, []), *(COMPILE if key in COMPILED else [])]
 
 
 RANDOM_MODELS: dict[str, dict[str, Any]] = {  # random-init Llama-style models
