@@ -99,7 +99,7 @@ class ChunkedTargetLogProb(torch.autograd.Function):
                 d = torch.exp(_logits(hc[s], wc, bc).sub_(lse[s, None])).mul_(-g[:, None])
             return d.scatter_add_(1, target[s, None], g[:, None])
 
-        return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits), None, None, None)
+        return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits, hc, wc), None, None, None)
 
 
 def _log_normaliser_(logits: Tensor, normalise: bool) -> Tensor:
@@ -162,16 +162,17 @@ class ChunkedTokenKL(torch.autograd.Function):
             p_ref = _logits(hr[s], wr, br).to(logits.dtype).softmax(-1)
             return torch.exp(logits.sub_(lse[s, None])).sub_(p_ref).mul_(g[:, None])
 
-        return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits), None, None, None, None)
+        return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits, hc, wc), None, None, None, None)
 
 
-def _head_backward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None, grad_out: Tensor, d_logits) -> tuple:
+def _head_backward(
+    ctx, h: Tensor, weight: Tensor, bias: Tensor | None, grad_out: Tensor, d_logits, hc: Tensor, wc: Tensor
+) -> tuple:
     """Gradients of a per-row function of ``h Wᵀ + b`` w.r.t. (h, W, b), one chunk of rows at a time;
-    ``d_logits(rows, grad_rows)`` gives the gradient w.r.t. that chunk's logits."""
+    ``d_logits(rows, grad_rows)`` gives the gradient w.r.t. that chunk's logits. ``hc``, ``wc``: h and W in
+    the forward's compute dtype (autocast's, under mixed precision), for the matmuls; sums in ``_acc``."""
     need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
     acc = _acc(weight)
-    # the head's matmuls in the forward's compute dtype (autocast's, under mixed precision), sums in acc
-    hc, wc, _ = _cast(ctx.compute, h, weight, None)
     grad_h = torch.empty_like(h) if need_h else None
     grad_w = grad_b = None
     for start in range(0, h.shape[0], ctx.chunk):
