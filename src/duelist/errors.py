@@ -3,11 +3,13 @@
 from duelist.config import ConfigError
 from duelist.data.sources import DataError
 from duelist.losses import LossConfigError
+from duelist.train.checkpoint import CheckpointError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     DataError,
     LossConfigError,
+    CheckpointError,
     FileExistsError,
     FileNotFoundError,
 )

@@ -63,12 +63,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class CheckpointError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); earlier checkpoints are intact."""
+
+
 def save_checkpoint(
     root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, keep: int = 2
 ) -> Path:
     ckpts = root / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=ckpts, prefix=".tmp-"))
+    try:
+        _write(tmp, step, model, optimizer, scheduler)
+    except Exception as e:  # safetensors reports a full disk as its own error type, not OSError
+        shutil.rmtree(tmp, ignore_errors=True)
+        free = shutil.disk_usage(ckpts).free / 2**30
+        raise CheckpointError(
+            f"could not write the step-{step} checkpoint in {ckpts} ({free:.1f} GiB free): {e}. "
+            "The partial files are removed; earlier checkpoints are untouched"
+        ) from e
+    final = ckpts / f"step-{step:06d}"
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    latest_tmp = ckpts / ".latest.tmp"
+    latest_tmp.write_text(final.name + "\n")
+    os.replace(latest_tmp, ckpts / "latest")
+    _fsync_dir(ckpts)
+    for old in sorted(ckpts.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write(tmp: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+    """Every file of a checkpoint into ``tmp``, flushed to disk."""
     params = trainable(model)
     save_file({n: p.detach().contiguous().cpu() for n, p in params.items()}, str(tmp / "model.safetensors"))
     opt_tensors: dict[str, torch.Tensor] = {}
@@ -82,17 +110,6 @@ def save_checkpoint(
     for f in tmp.iterdir():
         with f.open("rb") as fh:
             os.fsync(fh.fileno())
-    final = ckpts / f"step-{step:06d}"
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    latest_tmp = ckpts / ".latest.tmp"
-    latest_tmp.write_text(final.name + "\n")
-    os.replace(latest_tmp, ckpts / "latest")
-    _fsync_dir(ckpts)
-    for old in sorted(ckpts.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def latest_checkpoint(root: Path) -> Path | None:
