@@ -34,12 +34,12 @@ def _faults_per_step(mode: str) -> dict:
 def test_freed_tensor_pages_are_reused_not_faulted_in_again():
     # By default glibc serves blocks this large with fresh pages from the kernel every time: one fault per page
     # touched, 24,576 per step with 4 KiB pages and still 48 with 2 MiB transparent huge pages. With the
-    # setting the heap grows for the first few steps (small allocations split freed blocks) and is then
-    # reused. Locally it stops growing by the 6th step; on CI one later step once grew it by one more 32 MiB
-    # block, so the claim tested is "almost every late step is quiet", not "the last k steps are".
+    # setting, freed blocks are reused. The heap still grows now and then, whenever small allocations have
+    # split a freed block: locally it stops by the 6th step, but runs on CI grew it by one more 32 or 64 MiB
+    # block at steps 7-12 (8,192 or 16,384 faults each). So what is asserted is the fault volume: after the
+    # first 6 steps, at most a quarter of the default's (0 here in most runs, 1-8% in the CI runs above).
     default = _faults_per_step("default")
     kept = _faults_per_step("keep")
     assert not default["applied"] and kept["applied"]
     assert min(default["faults"][1:]) >= 48
-    quiet = [f < 16 for f in kept["faults"][6:]]
-    assert sum(quiet) >= len(quiet) - 2, kept["faults"]
+    assert 4 * sum(kept["faults"][6:]) <= sum(default["faults"][6:]), (kept["faults"], default["faults"])
