@@ -13,7 +13,7 @@ from torch import nn
 
 from duelist.config import ModelConfig
 from duelist.models.load import load_model
-from duelist.models.onednn import OneDNNLinear, available, mm_nt, use_onednn_linear
+from duelist.models.onednn import OneDNNLinear, available, mm_nt, on_by_default, use_onednn_linear
 from duelist.train.offline import train
 
 pytestmark = pytest.mark.skipif(not available(), reason="PyTorch without oneDNN")
@@ -91,9 +91,11 @@ def test_compiled_layer_matches_eager():
 
 
 def test_load_model_switch(tiny_model_dir):
-    """Default (float32 on CPU): every linear layer, the head included, is a ``OneDNNLinear``; ``false``
-    leaves them all ``nn.Linear``; the logits agree to float32 rounding."""
-    on, _ = load_model(ModelConfig(name=str(tiny_model_dir)))
+    """``true``: every linear layer, the head included, is a ``OneDNNLinear``; ``false`` leaves them all
+    ``nn.Linear``; the logits agree to float32 rounding. The default is on for float32 on x86-64 CPUs."""
+    on, _ = load_model(ModelConfig(name=str(tiny_model_dir), onednn_linear=True))
+    default, _ = load_model(ModelConfig(name=str(tiny_model_dir)))
+    assert isinstance(default.lm_head, OneDNNLinear) == on_by_default()
     off, _ = load_model(ModelConfig(name=str(tiny_model_dir), onednn_linear=False))
     n_linear = sum(type(m) is nn.Linear for m in off.modules())
     assert n_linear > 0 and sum(type(m) is OneDNNLinear for m in on.modules()) == n_linear
@@ -114,3 +116,49 @@ def test_training_follows_the_aten_run(tiny_model_dir, tmp_path):
     a, b = ([h["loss"] for h in runs[v].history] for v in ("true", "false"))
     assert a[0] == b[0] == pytest.approx(math.log(2), abs=1e-6)
     assert len(a) == 4 and max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5
+
+
+def test_reference_cache_key_names_the_kernels():
+    """A reference scored by MKL and reused by a oneDNN policy (or the other way round) left SmolLM2's
+    step-1 loss 7.8e-7 off log 2 in the speed benchmark: the kernels are part of the cache key (and a
+    model without them keeps the key caches already hold)."""
+    from conftest import make_model
+
+    from duelist.models.reference import micro_batch_key
+
+    model = make_model(64)
+    before = micro_batch_key(model, "m", [], [], layout="shared")
+    use_onednn_linear(model)
+    assert micro_batch_key(model, "m", [], [], layout="shared") != before
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_head_follows_its_layer_onto_onednn(keep, monkeypatch):
+    """The chunked head is a custom function, not its ``nn.Linear``: it runs its products through
+    ``mm_nt`` when the head layer is a ``OneDNNLinear`` (forward, and the recompute in backward), with the
+    same log-probs and gradients as ATen's to float32 rounding."""
+    from conftest import make_model
+    from helpers import random_padded_batch
+
+    import duelist.models.logprobs as logprobs
+    from duelist.data.collate import TokenBatch
+
+    calls = []
+    monkeypatch.setattr(logprobs, "mm_nt", lambda a, b: calls.append(a.shape) or mm_nt(a, b))
+    model = make_model(257, seed=3)
+    tb = TokenBatch.from_padded(*random_padded_batch(257)).tensors()
+    runs = []
+    for onednn in (False, True):
+        if onednn:
+            use_onednn_linear(model)
+        model.zero_grad()
+        sums = logprobs.LogProbModel(model, 5, keep)(tb).sums
+        (sums * torch.arange(1.0, 7.0)).sum().backward()
+        runs.append((sums.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+        assert bool(calls) == onednn
+    (a, ga), (b, gb) = runs
+    assert _rel(b, a) < 1e-6
+    for n in ga:
+        assert _rel(gb[n], ga[n]) < 1e-5, n
+    rows = sum(s[0] for s in calls)
+    assert rows == (1 if keep else 2) * tb["source"].shape[0]  # forward, plus the backward's recompute

@@ -42,7 +42,7 @@ class ModelConfig(Section):
     ``eager_blocks``: eager attention without most of the masked upper triangle (duelist.models.attention)."""
     onednn_linear: bool | None = None
     """float32 linear layers on CPU through oneDNN instead of MKL (about 10% faster matmuls on AMD CPUs;
-    ``duelist.models.onednn``). ``None``: on for a float32 model on CPU when PyTorch has oneDNN."""
+    ``duelist.models.onednn``). ``None``: on for a float32 model on an x86-64 CPU when PyTorch has oneDNN."""
     gradient_checkpointing: bool | float = False
     """``true`` recomputes every decoder layer in the backward pass instead of keeping its activations; a
     fraction in (0, 1) does so for that share of the layers, evenly spaced (selective checkpointing: memory

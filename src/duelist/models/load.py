@@ -168,7 +168,7 @@ def load_model(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[nn
 
 def _onednn_linear(setting: bool | None, device: torch.device, dtype: torch.dtype) -> bool:
     if setting is None:
-        return device.type == "cpu" and dtype == torch.float32 and onednn.available()
+        return device.type == "cpu" and dtype == torch.float32 and onednn.on_by_default()
     if setting and not onednn.available():
         raise ValueError("model.onednn_linear=true: this PyTorch build has no oneDNN (mkldnn)")
     return setting

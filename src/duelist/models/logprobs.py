@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from duelist.data.collate import TokenBatch
+from duelist.models.onednn import OneDNNLinear, mm_nt
 
 
 @dataclass
@@ -53,27 +54,34 @@ class SequenceLogProbs:
 class ChunkedTargetLogProb(torch.autograd.Function):
     """log softmax(h Wᵀ + b)[y] for rows of ``h``, chunked. The backward pass recomputes each chunk of
     logits, or with ``keep`` reuses the softmax saved by the forward pass ([rows, vocabulary] kept: one head
-    matmul and one exp fewer per chunk, for when memory allows)."""
+    matmul and one exp fewer per chunk, for when memory allows). ``onednn``: float32 products on CPU by
+    oneDNN, as the head layer's own (``duelist.models.onednn``)."""
 
     @staticmethod
     def forward(
-        ctx, h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, chunk: int, keep: bool = False
+        ctx,
+        h: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        target: Tensor,
+        chunk: int,
+        keep: bool = False,
+        onednn: bool = False,
     ) -> Tensor:
-        ctx.compute = _compute_dtype(weight)
+        ctx.compute, ctx.onednn = _compute_dtype(weight), onednn
         acc = _acc(weight)
         out = torch.empty(h.shape[0], dtype=acc, device=h.device)
         lse = torch.empty_like(out)
         keep = keep and any(ctx.needs_input_grad[:3])
-        probs = torch.empty(h.shape[0] if keep else 0, weight.shape[0], dtype=acc, device=h.device)
-        if keep:  # the whole softmax is kept anyway: one chunk, so each head matmul is one large GEMM
-            chunk = max(1, h.shape[0])
         hc, wc, bc = _cast(ctx.compute, h, weight, bias)
         with _no_autocast(h):
+            # with keep, one chunk: each head matmul is one large GEMM, and its logits, normalised in place,
+            # are the kept softmax (no chunk-sized temporaries, one pass fewer than logsumexp + exp)
+            probs = _logits(hc, wc, bc, onednn) if keep else h.new_empty(0, weight.shape[0], dtype=acc)
+            chunk = max(1, h.shape[0]) if keep else chunk
             for s in range(0, h.shape[0], chunk):
                 rows = slice(s, s + chunk)
-                # with keep, the logits are written straight into the kept buffer and normalised in place: no
-                # chunk-sized temporaries (first-touch page faults) and one pass fewer than logsumexp + exp
-                logits = _logits(hc[rows], wc, bc, out=probs[rows] if keep else None)
+                logits = probs[rows] if keep else _logits(hc[rows], wc, bc, onednn)
                 out[rows] = logits.gather(1, target[rows, None]).squeeze(1)
                 lse[rows] = _log_normaliser_(logits, normalise=keep)
                 out[rows] -= lse[rows]
@@ -96,10 +104,10 @@ class ChunkedTargetLogProb(torch.autograd.Function):
             if ctx.keep:
                 d = probs[s].mul_(-g[:, None])
             else:
-                d = torch.exp(_logits(hc[s], wc, bc).sub_(lse[s, None])).mul_(-g[:, None])
+                d = torch.exp(_logits(hc[s], wc, bc, ctx.onednn).sub_(lse[s, None])).mul_(-g[:, None])
             return d.scatter_add_(1, target[s, None], g[:, None])
 
-        return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits, hc, wc), None, None, None)
+        return (*_head_backward(ctx, h, weight, bias, grad_out, d_logits, hc, wc), None, None, None, None)
 
 
 def _log_normaliser_(logits: Tensor, normalise: bool) -> Tensor:
@@ -222,14 +230,13 @@ def _no_autocast(t: Tensor):
     return torch.autocast(t.device.type, enabled=False)
 
 
-def _logits(h: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor | None = None) -> Tensor:
-    """h Wᵀ + b, returned in the accumulation dtype (into ``out`` when given)."""
-    logits = torch.mm(h, weight.t(), out=out) if out is not None and out.dtype == weight.dtype else h @ weight.t()
+def _logits(h: Tensor, weight: Tensor, bias: Tensor | None, onednn: bool = False) -> Tensor:
+    """h Wᵀ + b, returned in the accumulation dtype; by oneDNN where ``onednn`` and float32 on CPU."""
+    fp32_cpu = h.device.type == "cpu" and h.dtype == weight.dtype == torch.float32
+    logits = mm_nt(h, weight) if onednn and fp32_cpu else h @ weight.t()
     if bias is not None:
         logits += bias
-    if out is None:
-        return logits.to(_acc(weight))
-    return out if logits.data_ptr() == out.data_ptr() else out.copy_(logits)
+    return logits.to(_acc(weight))
 
 
 def unwrap_causal_lm(model: nn.Module) -> nn.Module:
@@ -283,7 +290,9 @@ def response_logprobs(
     ).last_hidden_state
     h = hidden.flatten(0, 1)[batch.source]
     target = batch.input_ids.flatten()[batch.target]
-    lp = ChunkedTargetLogProb.apply(h, head.weight, head.bias, target, chunk_size, keep_probs)
+    lp = ChunkedTargetLogProb.apply(
+        h, head.weight, head.bias, target, chunk_size, keep_probs, isinstance(head, OneDNNLinear)
+    )
     mask = batch.response_mask()
     index = (batch.seq, batch.pos)
     token_logps = torch.zeros(mask.shape, dtype=lp.dtype, device=lp.device).index_put(index, lp)

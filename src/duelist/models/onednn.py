@@ -14,6 +14,8 @@ tested), not bit for bit.
 
 from __future__ import annotations
 
+import platform
+
 import torch
 from torch import Tensor, nn
 
@@ -45,6 +47,11 @@ mm_nt.register_autograd(_backward, setup_context=_setup)
 
 def available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def on_by_default() -> bool:
+    """x86-64 only, where it was measured; elsewhere (Arm) ATen's BLAS may well be the faster one."""
+    return available() and platform.machine().lower() in ("x86_64", "amd64")
 
 
 class OneDNNLinear(nn.Linear):
