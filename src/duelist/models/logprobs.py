@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from duelist.data.collate import TokenBatch
 from duelist.models.onednn import OneDNNLinear, mm_nt
+from duelist.models.onednn import applies as onednn_applies
 
 
 @dataclass
@@ -232,8 +233,7 @@ def _no_autocast(t: Tensor):
 
 def _logits(h: Tensor, weight: Tensor, bias: Tensor | None, onednn: bool = False) -> Tensor:
     """h Wᵀ + b, returned in the accumulation dtype; by oneDNN where ``onednn`` and float32 on CPU."""
-    fp32_cpu = h.device.type == "cpu" and h.dtype == weight.dtype == torch.float32
-    logits = mm_nt(h, weight) if onednn and fp32_cpu else h @ weight.t()
+    logits = mm_nt(h, weight) if onednn and onednn_applies(h, weight) else h @ weight.t()
     if bias is not None:
         logits += bias
     return logits.to(_acc(weight))

@@ -54,14 +54,18 @@ def on_by_default() -> bool:
     return available() and platform.machine().lower() in ("x86_64", "amd64")
 
 
+def applies(x: Tensor, w: Tensor) -> bool:
+    """Where ATen would run MKL's SGEMM: float32 on CPU, outside autocast (under it ATen already uses
+    oneDNN's bf16 kernels)."""
+    return x.device.type == "cpu" and x.dtype == w.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+
+
 class OneDNNLinear(nn.Linear):
-    """``nn.Linear`` whose float32 CPU product goes through ``mm_nt``. Anything else (other dtypes or
-    devices, or under autocast, where ATen already uses oneDNN's bf16 kernels) runs ``nn.Linear`` as is."""
+    """``nn.Linear`` whose float32 CPU product goes through ``mm_nt``; anything else runs ``nn.Linear``."""
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
-        if x.device.type != "cpu" or x.dtype != torch.float32 or w.dtype != torch.float32 \
-                or torch.is_autocast_enabled("cpu"):
+        if not applies(x, w):
             return super().forward(x)
         y = mm_nt(x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[0])
         return y if self.bias is None else y + self.bias
