@@ -68,13 +68,21 @@ def test_every_layout_targets_exactly_the_responses(tiny_tokenizer, layout):
     for i, resp in enumerate(responses):
         sel = b.seq == i
         assert b.pos[sel].tolist() == list(range(len(resp)))
-        assert flat[b.target[sel]].tolist() == resp
+        assert b.target[sel].tolist() == resp
         assert flat[b.source[sel][0]].item() == prompts[i][-1]
         assert flat[b.source[sel][1:]].tolist() == resp[:-1]
     assert b.lengths.tolist() == [len(r) for r in responses]
     assert b.num_tokens == sum(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
     rows = {"padded": 4, "packed": 1, "shared": 2, "shared_packed": 1}[layout]
     assert b.input_ids.shape[0] == rows
+    # every response's final token predicts nothing: no row holds it (the prompt once per pair when shared)
+    each = [(len(p.prompt) + len(p.chosen) - 1, len(p.prompt) + len(p.rejected) - 1) for p in pairs]
+    shared = [c + r - len(p.prompt) for (c, r), p in zip(each, pairs, strict=True)]
+    width, real = {"padded": (max(max(e) for e in each), sum(map(sum, each))), "packed": (sum(map(sum, each)),) * 2,
+                   "shared": (max(shared), sum(shared)), "shared_packed": (sum(shared),) * 2}[layout]
+    assert b.input_ids.shape[1] == width
+    if layout == "padded":
+        assert int(b.attention_mask.sum()) == real
 
 
 def test_truncation_keep_end_and_drop(tiny_tokenizer):

@@ -5,9 +5,13 @@ layout, it says for each response token m which hidden state predicts it (``sour
 (``target``), which response it belongs to (``seq``) and where in that response it sits (``pos``); the
 log-prob engine needs nothing else, so every layout gives the same log-probs.
 
+A response's final token is predicted but predicts nothing, and nothing attends to it (it is the last of its
+sequence, and in the shared layouts the rejected tokens do not see the chosen ones): the rows leave it
+out, and ``target`` carries the token ids themselves. One column fewer per response for every layer.
+
 Layouts (``train.layout``):
-* ``padded``: one row per response (``prompt + response``), right-padded to the longest; a 2-D padding
-  mask. What most trainers do.
+* ``padded``: one row per response (``prompt + response``, here as everywhere without its final token),
+  right-padded to the longest; a 2-D padding mask. What most trainers do.
 * ``packed``: all ``prompt + response`` sequences in one row, position ids restarting at 0 for each, no
   mask: transformers turns that into a block-causal mask (a variable-length kernel with flash attention).
   No padding.
@@ -32,6 +36,7 @@ from duelist.data.tokenize import TokenizedPair
 
 Layout = Literal["padded", "packed", "shared", "shared_packed"]
 LAYOUTS: tuple[str, ...] = ("padded", "packed", "shared", "shared_packed")
+ROW_FORMAT = 2  # bumped whenever the rows a layout builds change: reference caches are keyed by it
 
 
 @dataclass
@@ -40,7 +45,7 @@ class TokenBatch:
     attention_mask: Tensor | None  # [R, L] 0/1 padding mask, [R, 1, L, L] bool (True = may attend), or None
     position_ids: Tensor | None  # [R, L] long, or None for 0..L-1
     source: Tensor  # [M] flat index (row · L + column) of the hidden state that predicts token m
-    target: Tensor  # [M] flat index of token m
+    target: Tensor  # [M] token m's id
     seq: Tensor  # [M] the response token m belongs to, 0..N-1
     pos: Tensor  # [M] its index inside that response
     lengths: Tensor  # [N] response lengths
@@ -65,7 +70,7 @@ class TokenBatch:
         lengths = response_mask.sum(1)
         starts = torch.cumsum(lengths, 0) - lengths
         pos = torch.arange(rows.shape[0], device=rows.device) - starts[rows]
-        return cls(input_ids, attention_mask, None, rows * width + cols - 1, rows * width + cols, rows, pos,
+        return cls(input_ids, attention_mask, None, rows * width + cols - 1, input_ids[rows, cols], rows, pos,
                    lengths, int(attention_mask.sum()))
 
     def tensors(self) -> dict[str, Tensor | None]:
@@ -92,13 +97,13 @@ class PairBatch(TokenBatch):
 
 
 class _Builder:
-    """Accumulates rows of tokens and the (source, target, seq, pos) index of every response token."""
+    """Accumulates rows of tokens and the (source, target, seq, pos) of every response token."""
 
     def __init__(self) -> None:
         self.rows: list[list[int]] = []
         self.positions: list[list[int]] = []
         self.source: list[tuple[int, int]] = []
-        self.target: list[tuple[int, int]] = []
+        self.target: list[int] = []
         self.seq: list[int] = []
         self.pos: list[int] = []
 
@@ -114,14 +119,16 @@ class _Builder:
         self.positions[row].extend(range(start_pos, start_pos + len(tokens)))
         return col
 
-    def response(self, row: int, prompt_last: int, first: int, length: int, seq: int) -> None:
-        """Response tokens at columns first..first+length−1 of ``row``; the first is predicted from the prompt's
-        last column, the others from the column before them."""
-        for k in range(length):
+    def response(self, row: int, prompt_last: int, tokens: Sequence[int], seq: int) -> int:
+        """Append response ``tokens`` but the last to ``row``; the first is predicted from the prompt's last
+        column, each other from the column before it. Returns the number of columns added."""
+        first = self.add(row, tokens[:-1], self.positions[row][prompt_last] + 1)
+        for k, token in enumerate(tokens):
             self.source.append((row, prompt_last if k == 0 else first + k - 1))
-            self.target.append((row, first + k))
+            self.target.append(token)
             self.seq.append(seq)
             self.pos.append(k)
+        return max(len(tokens) - 1, 0)
 
     def tensors(self, pad_id: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         width = max(len(r) for r in self.rows)
@@ -137,20 +144,23 @@ class _Builder:
             t = torch.tensor(rc, dtype=torch.long).reshape(-1, 2)
             return t[:, 0] * width + t[:, 1]
 
-        return (ids, pos_ids, real, flat(self.source), flat(self.target), torch.tensor(self.seq),
-                torch.tensor(self.pos))
+        return (ids, pos_ids, real, flat(self.source), torch.tensor(self.target, dtype=torch.long),
+                torch.tensor(self.seq, dtype=torch.long), torch.tensor(self.pos, dtype=torch.long))
 
 
 def pad_sequences(
     prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Plain right-padded ``prompt + response`` rows: (input_ids, attention_mask, response_mask), for
-    callers that run the model themselves (e.g. to read hidden states)."""
-    tb = collate_sequences(prompts, responses, pad_id, "padded")
-    response = torch.zeros(tb.input_ids.shape, dtype=torch.bool)
-    response.view(-1)[tb.target] = True
-    assert tb.attention_mask is not None
-    return tb.input_ids, tb.attention_mask, response
+    """Plain right-padded ``prompt + response`` rows, final tokens included: (input_ids, attention_mask,
+    response_mask), for callers that run the model themselves (e.g. to read the last hidden state)."""
+    rows = [list(p) + list(r) for p, r in zip(prompts, responses, strict=True)]
+    ids = torch.full((len(rows), max(map(len, rows), default=0)), pad_id, dtype=torch.long)
+    mask, response = torch.zeros_like(ids), torch.zeros_like(ids, dtype=torch.bool)
+    for i, (row, p) in enumerate(zip(rows, prompts, strict=True)):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+        response[i, len(p) : len(row)] = True
+    return ids, mask, response
 
 
 def collate_sequences(
@@ -167,8 +177,7 @@ def collate_sequences(
         if layout == "padded":
             row = b.new_row()
         start = b.add(row, p, 0)
-        first = b.add(row, r, len(p))
-        b.response(row, start + len(p) - 1, first, len(r), i)
+        b.response(row, start + len(p) - 1, r, i)
     ids, pos_ids, real, source, target, seq, pos = b.tensors(pad_id)
     lengths = torch.tensor([len(r) for r in responses], dtype=torch.long)
     num_tokens = sum(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
@@ -200,13 +209,11 @@ def _collate_shared(pairs: Sequence[TokenizedPair], pad_id: int, packed: bool) -
             row = b.new_row()
             pair_ids.append([])
             segments.append([])
-        start = b.add(row, p.prompt, 0)
-        c = b.add(row, p.chosen, len(p.prompt))
-        r = b.add(row, p.rejected, len(p.prompt))  # rejected positions restart where the prompt ends
-        b.response(row, start + len(p.prompt) - 1, c, len(p.chosen), i)
-        b.response(row, start + len(p.prompt) - 1, r, len(p.rejected), n + i)
-        pair_ids[-1] += [i] * (len(p.prompt) + len(p.chosen) + len(p.rejected))
-        segments[-1] += [0] * len(p.prompt) + [1] * len(p.chosen) + [2] * len(p.rejected)
+        last = b.add(row, p.prompt, 0) + len(p.prompt) - 1
+        c = b.response(row, last, p.chosen, i)
+        r = b.response(row, last, p.rejected, n + i)  # rejected positions restart where the prompt ends
+        pair_ids[-1] += [i] * (len(p.prompt) + c + r)
+        segments[-1] += [0] * len(p.prompt) + [1] * c + [2] * r
     ids, pos_ids, _, source, target, seq, pos = b.tensors(pad_id)
     pair_t = torch.full(ids.shape, -1, dtype=torch.long)
     seg_t = torch.zeros(ids.shape, dtype=torch.long)

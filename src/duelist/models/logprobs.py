@@ -188,8 +188,8 @@ def _head_backward(
         s = slice(start, start + ctx.chunk)
         d = d_logits(s, grad_out[s].to(acc))
         dc = d.to(ctx.compute)
-        if need_h:
-            grad_h[s] = (dc @ wc).to(h.dtype)
+        if need_h:  # d W = d (Wᵀ)ᵀ
+            grad_h[s] = _mm_nt(dc, wc.t(), getattr(ctx, "onednn", False)).to(h.dtype)
         if need_w:  # the first chunk allocates: no zero-filled [vocabulary, hidden] buffer to add into
             if dc.dtype == acc:
                 grad_w = d.t() @ hc[s] if grad_w is None else grad_w.addmm_(d.t(), hc[s])
@@ -231,9 +231,14 @@ def _no_autocast(t: Tensor):
     return torch.autocast(t.device.type, enabled=False)
 
 
+def _mm_nt(a: Tensor, b: Tensor, onednn: bool) -> Tensor:
+    """a bᵀ; by oneDNN where ``onednn`` and float32 on CPU."""
+    return mm_nt(a, b) if onednn and onednn_applies(a, b) else a @ b.t()
+
+
 def _logits(h: Tensor, weight: Tensor, bias: Tensor | None, onednn: bool = False) -> Tensor:
-    """h Wᵀ + b, returned in the accumulation dtype; by oneDNN where ``onednn`` and float32 on CPU."""
-    logits = mm_nt(h, weight) if onednn and onednn_applies(h, weight) else h @ weight.t()
+    """h Wᵀ + b, returned in the accumulation dtype."""
+    logits = _mm_nt(h, weight, onednn)
     if bias is not None:
         logits += bias
     return logits.to(_acc(weight))
@@ -289,9 +294,8 @@ def response_logprobs(
         use_cache=False,
     ).last_hidden_state
     h = hidden.flatten(0, 1)[batch.source]
-    target = batch.input_ids.flatten()[batch.target]
     lp = ChunkedTargetLogProb.apply(
-        h, head.weight, head.bias, target, chunk_size, keep_probs, isinstance(head, OneDNNLinear)
+        h, head.weight, head.bias, batch.target, chunk_size, keep_probs, isinstance(head, OneDNNLinear)
     )
     mask = batch.response_mask()
     index = (batch.seq, batch.pos)

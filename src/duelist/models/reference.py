@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from duelist.data.collate import PairBatch, collate_pairs
+from duelist.data.collate import ROW_FORMAT, PairBatch, collate_pairs
 from duelist.data.tokenize import TokenizedPair
 from duelist.models.load import cache_dir
 from duelist.models.logprobs import LogProbModel, SequenceLogProbs, batch_logprobs, unwrap_causal_lm
@@ -123,15 +123,14 @@ def micro_batch_key(
     autocast: torch.dtype | None = None,
     training_graph: bool = False,
 ) -> str:
-    """Cache key: weights fingerprint + the exact token ids, batch composition, layout and how they are
-    scored (mixed precision, training graph, oneDNN linear layers: each rounds differently, and a reference
-    scored one way would leave step-1 log-ratios a few 1e-6 off 0 for a policy run the other)."""
+    """Cache key: weights fingerprint + the exact token ids, batch composition, layout, the rows it builds
+    (``ROW_FORMAT``) and how they are scored (mixed precision, training graph, oneDNN linear layers: each
+    rounds differently, and a reference scored one way would leave step-1 log-ratios a few 1e-6 off 0 for a
+    policy run the other)."""
     h = hashlib.sha256(pairs_fingerprint(pairs, [i for mb in micro_batches for i in mb]).encode())
-    h.update(f"{[len(mb) for mb in micro_batches]}|{layout}".encode())
-    if autocast is not None or training_graph:  # (the defaults keep the keys that caches already hold)
-        h.update(f"|autocast={autocast}|training_graph={training_graph}".encode())
-    if any(isinstance(m, OneDNNLinear) for m in model.modules()):
-        h.update(b"|linear=onednn")
+    onednn = any(isinstance(m, OneDNNLinear) for m in model.modules())
+    h.update(f"{[len(mb) for mb in micro_batches]}|{layout}|rows={ROW_FORMAT}|autocast={autocast}"
+             f"|training_graph={training_graph}|onednn={onednn}".encode())
     return f"{model_fingerprint(model, source)}-{h.hexdigest()[:20]}"
 
 
