@@ -78,11 +78,11 @@ def test_every_layout_targets_exactly_the_responses(tiny_tokenizer, layout):
     # every response's final token predicts nothing: no row holds it (the prompt once per pair when shared)
     each = [(len(p.prompt) + len(p.chosen) - 1, len(p.prompt) + len(p.rejected) - 1) for p in pairs]
     shared = [c + r - len(p.prompt) for (c, r), p in zip(each, pairs, strict=True)]
-    width, real = {"padded": (max(max(e) for e in each), sum(map(sum, each))), "packed": (sum(map(sum, each)),) * 2,
-                   "shared": (max(shared), sum(shared)), "shared_packed": (sum(shared),) * 2}[layout]
+    width = {"padded": max(max(e) for e in each), "packed": sum(map(sum, each)), "shared": max(shared),
+             "shared_packed": sum(shared)}[layout]
     assert b.input_ids.shape[1] == width
     if layout == "padded":
-        assert int(b.attention_mask.sum()) == real
+        assert int(b.attention_mask.sum()) == sum(map(sum, each))
 
 
 def test_truncation_keep_end_and_drop(tiny_tokenizer):
