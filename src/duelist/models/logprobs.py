@@ -139,7 +139,7 @@ class ChunkedTokenKL(torch.autograd.Function):
         bias_ref: Tensor | None,
         chunk: int,
     ) -> Tensor:
-        ctx.compute = _compute_dtype(weight)
+        ctx.compute, ctx.onednn = _compute_dtype(weight), False  # its products stay with ATen
         out = torch.empty(h.shape[0], dtype=_acc(weight), device=h.device)
         lse = torch.empty_like(out)
         hc, wc, bc = _cast(ctx.compute, h, weight, bias)
@@ -189,7 +189,7 @@ def _head_backward(
         d = d_logits(s, grad_out[s].to(acc))
         dc = d.to(ctx.compute)
         if need_h:  # d W = d (Wᵀ)ᵀ
-            grad_h[s] = _mm_nt(dc, wc.t(), getattr(ctx, "onednn", False)).to(h.dtype)
+            grad_h[s] = _mm_nt(dc, wc.t(), ctx.onednn).to(h.dtype)
         if need_w:  # the first chunk allocates: no zero-filled [vocabulary, hidden] buffer to add into
             if dc.dtype == acc:
                 grad_w = d.t() @ hc[s] if grad_w is None else grad_w.addmm_(d.t(), hc[s])
