@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=benchmarks/wheels
 NEEDED="trl==1.16.0 datasets==5.2.0 dill==0.4.0 multiprocess==0.70.18 pydantic==2.14.4 pydantic-core==2.50.5
-annotated-types==0.7.0 typing-inspection==0.4.2"
+annotated-types==0.7.0 typing-inspection==0.4.5 typing-extensions==4.16.0"
 if [ "${1:-}" = "--fetch" ]; then
   mkdir -p "$WHEELS"
   # shellcheck disable=SC2086
