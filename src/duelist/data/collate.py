@@ -153,14 +153,12 @@ def pad_sequences(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Plain right-padded ``prompt + response`` rows, final tokens included: (input_ids, attention_mask,
     response_mask), for callers that run the model themselves (e.g. to read the last hidden state)."""
-    rows = [list(p) + list(r) for p, r in zip(prompts, responses, strict=True)]
-    ids = torch.full((len(rows), max(map(len, rows), default=0)), pad_id, dtype=torch.long)
-    mask, response = torch.zeros_like(ids), torch.zeros_like(ids, dtype=torch.bool)
-    for i, (row, p) in enumerate(zip(rows, prompts, strict=True)):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
-        response[i, len(p) : len(row)] = True
-    return ids, mask, response
+    b = _Builder()
+    for p, r in zip(prompts, responses, strict=True):
+        b.add(b.new_row(), [*p, *r], 0)
+    ids, _, real, *_ = b.tensors(pad_id)
+    response = real & (torch.arange(ids.shape[1]) >= torch.tensor([len(p) for p in prompts])[:, None])
+    return ids, real.long(), response
 
 
 def collate_sequences(
