@@ -6,12 +6,15 @@ import torch
 from torch import Tensor
 
 from duelist.losses import PreferenceStats, model_fields
+from duelist.losses.stats import SampleStats
 
 # every registered loss with the parameters the generic tests use (defaults unless a case needs otherwise),
 # plus the variants that switch code paths
 VARIANTS: list[tuple[str, dict]] = [
     ("dpo", {}),
+    ("dpo", {"labels": "soft"}),
     ("ipo", {}),
+    ("ipo", {"labels": "soft"}),
     ("ipo", {"length_normalize": True}),
     ("cdpo", {}),
     ("rdpo", {}),
@@ -31,7 +34,16 @@ VARIANTS: list[tuple[str, dict]] = [
     ("tgdpo", {}),
     ("sft", {}),
     ("flex_dpo", {}),
+    ("inpo", {}),
+    ("inpo", {"labels": "soft"}),
 ]
+# pointwise losses (one response per example, ``SampleStats``)
+SAMPLE_VARIANTS: list[tuple[str, dict]] = [
+    ("sppo_sample", {}),
+    ("pg", {}),
+    ("pg", {"anchor": "field"}),
+]
+PAIR_FIELDS = ("p_win", "p_lose", "score_chosen", "score_rejected", "label", "prev_chosen_logps", "prev_rejected_logps")
 
 
 def variant_id(v: tuple[str, dict]) -> str:
@@ -62,6 +74,9 @@ def leaves(b: int = 4, t: int = 7, seed: int = 0, dtype: torch.dtype = torch.flo
         "p_lose": u(0.05, 0.5, b),
         "score_chosen": u(0.0, 1.0, b),
         "score_rejected": u(-1.0, 0.0, b),
+        "label": u(0.0, 1.0, b),
+        "prev_chosen_logps": -u(1.0, 6.0, b),
+        "prev_rejected_logps": -u(1.0, 6.0, b),
     }
     rm_c, rm_r = model_fields("rm")
     out[rm_c] = -u(0.05, 2.5, b, t) * mc
@@ -75,7 +90,7 @@ DIFFERENTIABLE = ("policy_chosen_token_logps", "policy_rejected_token_logps", "c
 def stats_from(x: dict[str, Tensor]) -> PreferenceStats:
     """A consistent ``PreferenceStats``: sequence sums and lengths derived from the per-token leaves."""
     mc, mr = x["chosen_mask"], x["rejected_mask"]
-    extra = {k: v for k, v in x.items() if k in ("p_win", "p_lose", "score_chosen", "score_rejected")}
+    extra = {k: v for k, v in x.items() if k in PAIR_FIELDS}
     extra.update({k: x[k] for k in model_fields("rm")})
     return PreferenceStats(
         policy_chosen_logps=(x["policy_chosen_token_logps"] * mc).sum(1),
@@ -105,3 +120,19 @@ def seq_stats(pc, pr, rc=None, rr=None, lc=None, lr=None, **extra) -> Preference
     return PreferenceStats(
         t(pc), t(pr), t(rc), t(rr), t(lc), t(lr), extra={k: t(v) for k, v in extra.items() if v is not None}
     )
+
+
+def sample_stats(b: int = 5, t: int = 6, seed: int = 0, dtype: torch.dtype = torch.float64, grad: bool = False):
+    """Random single-response inputs for pointwise losses: (per-token policy log-probs leaf, SampleStats)."""
+    x = leaves(b, t, seed, dtype)
+    g = torch.Generator().manual_seed(seed + 100)
+    tok = x["policy_chosen_token_logps"].clone().requires_grad_(grad)
+    m = x["chosen_mask"]
+    extra = {
+        "win_rate": torch.rand(b, generator=g, dtype=dtype),
+        "advantage": torch.rand(b, generator=g, dtype=dtype) - 0.5,
+        "anchor_shift": torch.randn(b, generator=g, dtype=dtype) * 0.3,
+    }
+    # policy within ±0.6 nats of the reference, so e^ρ stays moderate
+    ref = (tok.detach() * m).sum(1) + 0.6 * (2 * torch.rand(b, generator=g, dtype=dtype) - 1)
+    return tok, SampleStats(policy_logps=(tok * m).sum(1), ref_logps=ref, lengths=m.sum(1).to(dtype), extra=extra)

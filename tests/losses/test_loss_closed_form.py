@@ -18,6 +18,7 @@ import torch
 from loss_fixtures import seq_stats
 
 from duelist.losses import PreferenceStats, get_loss, registry
+from duelist.losses.stats import SampleStats
 
 
 def ell(z: float) -> float:
@@ -30,6 +31,12 @@ def sig(z: float) -> float:
 
 def base(**extra) -> PreferenceStats:
     return seq_stats([-3.0, -10.0], [-5.0, -8.0], [-4.0, -9.0], [-4.5, -8.5], [3, 5], [4, 5], **extra)
+
+
+def samples(**extra) -> SampleStats:
+    """Three single responses: log π_θ = [−3, −10, −5], log π_ref = [−4, −9, −4.5], so ρ = [1, −1, −0.5]."""
+    t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    return SampleStats(t([-3.0, -10.0, -5.0]), t([-4.0, -9.0, -4.5]), extra={k: t(v) for k, v in extra.items()})
 
 
 def with_token_kl() -> PreferenceStats:
@@ -71,12 +78,19 @@ Case = tuple[dict, Callable[[], PreferenceStats], list[float]]
 
 CASES: dict[str, list[Case]] = {
     # ℓ(βΔ), β = 0.1: ℓ(0.15), ℓ(−0.15)
-    "dpo": [({"beta": 0.1}, base, [ell(0.15), ell(-0.15)])],
+    # soft labels p = [0.8, 0.3]: p ℓ(βΔ) + (1 − p) ℓ(−βΔ)
+    "dpo": [
+        ({"beta": 0.1}, base, [ell(0.15), ell(-0.15)]),
+        ({"beta": 0.1, "labels": "soft"}, lambda: base(label=[0.8, 0.3]),
+         [0.8 * ell(0.15) + 0.2 * ell(-0.15), 0.3 * ell(-0.15) + 0.7 * ell(0.15)]),
+    ],
     # (Δ − 1/(2β))², β = 0.1: (1.5 − 5)² = 12.25, (−1.5 − 5)² = 42.25; length-normalised:
     # Δ = 1/3 + 0.5/4 = 0.458333…, −1/5 − 0.5/5 = −0.3
     "ipo": [
         ({"beta": 0.1}, base, [12.25, 42.25]),
         ({"beta": 0.1, "length_normalize": True}, base, [(1 / 3 + 0.125 - 5) ** 2, (-0.3 - 5) ** 2]),
+        # soft p = [0.8, 0.3]: (Δ − (p − ½)/β)² = (1.5 − 3)², (−1.5 + 2)²
+        ({"beta": 0.1, "labels": "soft"}, lambda: base(label=[0.8, 0.3]), [2.25, 0.25]),
     ],
     # (1−ε)ℓ(βΔ) + εℓ(−βΔ), ε = 0.1
     "cdpo": [({"epsilon": 0.1}, base, [0.9 * ell(0.15) + 0.1 * ell(-0.15), 0.9 * ell(-0.15) + 0.1 * ell(0.15)])],
@@ -140,7 +154,26 @@ CASES: dict[str, list[Case]] = {
     "sft": [({}, base, [1.0, 2.0])],
     # ℓ(β⁺ρ_w − β⁻ρ_l), β⁺ = 0.1, β⁻ = 0.08: ℓ(0.1 + 0.04) = ℓ(0.14), ℓ(−0.1 − 0.04) = ℓ(−0.14)
     "flex_dpo": [({}, base, [ell(0.14), ell(-0.14)])],
+    # INPO, η = 2, τ = 0.25 (ητ = ½), log π_t(y_w) = [−3.5, −9.5], log π_t(y_l) = [−5.5, −8]:
+    # h = log π − ½ log π_ref − ½ log π_t: h_w = [−3 + 2 + 1.75, −10 + 4.5 + 4.75] = [0.75, −0.75],
+    # h_l = [−5 + 2.25 + 2.75, −8 + 4.25 + 4] = [0, 0.25]. Hard labels, target η/2 = 1: (−0.25)², (−2)².
+    # Soft p = [0.75, 0.5], targets η(p − ½) = [0.5, 0]: (0.25)², (−1)².
+    "inpo": [
+        ({"eta": 2.0, "tau": 0.25}, lambda: base(**INPO_PREV), [0.0625, 4.0]),
+        ({"eta": 2.0, "tau": 0.25, "labels": "soft"}, lambda: base(**INPO_PREV, label=[0.75, 0.5]), [0.0625, 1.0]),
+    ],
+    # (ρ − (P̂ − ½)/β)², β = 0.5, P̂ = [0.9, 0.25, 0.5]: targets [0.8, −0.5, 0] → 0.2², 0.5², 0.5²
+    "sppo_sample": [({"beta": 0.5}, lambda: samples(win_rate=[0.9, 0.25, 0.5]), [0.04, 0.25, 0.25])],
+    # e^ρ(β(ρ − δ − 1) − A), β = ½, A = [¼, −¼, 0]: δ = 0 → [e(0 − ¼), e⁻¹(−1 + ¼), e^{−½}(−¾)];
+    # δ = [½, 0, −1] → [e(−¼ − ¼), e⁻¹(−1 + ¼), e^{−½}(−¼)]
+    "pg": [
+        ({"beta": 0.5}, lambda: samples(advantage=[0.25, -0.25, 0.0]),
+         [-0.25 * math.e, -0.75 / math.e, -0.75 * math.exp(-0.5)]),
+        ({"beta": 0.5, "anchor": "field"}, lambda: samples(advantage=[0.25, -0.25, 0.0], anchor_shift=[0.5, 0.0, -1.0]),
+         [-0.5 * math.e, -0.75 / math.e, -0.25 * math.exp(-0.5)]),
+    ],
 }
+INPO_PREV = {"prev_chosen_logps": [-3.5, -9.5], "prev_rejected_logps": [-5.5, -8.0]}
 
 
 def test_every_registered_loss_has_a_closed_form_case():

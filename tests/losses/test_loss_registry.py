@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from loss_fixtures import DIFFERENTIABLE, VARIANTS, leaves, stats_from, variant_id
+from loss_fixtures import DIFFERENTIABLE, SAMPLE_VARIANTS, VARIANTS, leaves, stats_from, variant_id
 
 from duelist.config import ConfigError, load_config
 from duelist.losses import (
@@ -22,7 +22,8 @@ from duelist.losses.docs import render_table
 
 
 def test_variants_cover_the_registry():
-    assert {n for n, _ in VARIANTS} == set(registry())
+    assert {n for n, _ in VARIANTS + SAMPLE_VARIANTS} == set(registry())
+    assert {n for n, _ in SAMPLE_VARIANTS} == {n for n, s in registry().items() if s.inputs == "samples"}
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def test_unknown_names_and_bad_parameters_list_what_is_valid():
 def test_list_losses_reports_paper_params_and_needs():
     by = {d["name"]: d for d in list_losses()}
     assert set(by) == set(registry())
-    assert by["dpo"]["params"] == {"beta": 0.1} and by["dpo"]["needs_reference"]
+    assert by["dpo"]["params"] == {"beta": 0.1, "labels": "hard"} and by["dpo"]["needs_reference"]
     assert by["simpo"]["params"] == {"beta": 2.0, "gamma": 0.5}
     assert not by["simpo"]["needs_reference"] and by["simpo"]["length_normalized"]
     assert by["tdpo2"]["needs_token_kl"] and by["tdpo2"]["params"] == {"beta": 0.1, "alpha": 0.5}

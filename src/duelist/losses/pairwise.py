@@ -6,7 +6,8 @@ Notation (see ``docs/losses.md``): ρ = log π_θ(y|x) − log π_ref(y|x), Δ =
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,38 +26,63 @@ def _capped_exp(x: Tensor) -> Tensor:
     return torch.exp(x.clamp(max=EXP_CAP))
 
 
+Labels = Literal["hard", "soft"]
+
+
+def label_fields(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """``labels=soft`` reads each pair's preference probability p = P(chosen ≻ rejected) from the field ``label``."""
+    return ("label",) if params.get("labels") == "soft" else ()
+
+
 @register_loss(
     "dpo",
     paper="Rafailov et al. 2023, Direct Preference Optimization, eq. 7",
-    formula="ℓ(β Δ)",
+    formula="ℓ(β Δ); soft labels: p ℓ(β Δ) + (1−p) ℓ(−β Δ)",
+    extra_fields=label_fields,
+    field_bounds={"label": (0.0, 1.0)},
 )
-def dpo(s: PreferenceStats, *, beta: Beta = 0.1) -> LossOutput:
+def dpo(s: PreferenceStats, *, beta: Beta = 0.1, labels: Labels = "hard") -> LossOutput:
     """Direct Preference Optimization: logistic loss on the β-scaled log-ratio margin.
 
-    At θ = ref the loss is log 2 and ∂L/∂Δ = −β/2.
+    At θ = ref the loss is log 2 and ∂L/∂Δ = −β/2. ``labels=soft``: the cross-entropy against a per-pair
+    preference probability p (field ``label``), minimised at σ(βΔ) = p; p = 1 is DPO. With the previous
+    iterate as reference and p = σ(r(y_w) − r(y_l)) this is DNO's Algorithm 1 objective.
     """
     rho_w, rho_l = s.log_ratios()
-    losses = F.softplus(-beta * (rho_w - rho_l))
+    z = beta * (rho_w - rho_l)
+    if labels == "hard":
+        losses = F.softplus(-z)
+    else:
+        p = s.get_extra("label", z)
+        losses = p * F.softplus(-z) + (1 - p) * F.softplus(z)
     return LossOutput(losses, reward_metrics(beta * rho_w, beta * rho_l))
 
 
 @register_loss(
     "ipo",
     paper="Azar et al. 2023, A General Theoretical Paradigm to Understand Learning from Human Preferences, eq. 17",
-    formula="(Δ − 1/(2β))²; with length_normalize: Δ = ρ_w/|y_w| − ρ_l/|y_l|",
+    formula="(Δ − 1/(2β))²; soft labels: (Δ − (p − ½)/β)²; with length_normalize: Δ = ρ_w/|y_w| − ρ_l/|y_l|",
+    extra_fields=label_fields,
+    field_bounds={"label": (0.0, 1.0)},
 )
-def ipo(s: PreferenceStats, *, beta: Beta = 0.1, length_normalize: bool = False) -> LossOutput:
+def ipo(s: PreferenceStats, *, beta: Beta = 0.1, length_normalize: bool = False, labels: Labels = "hard") -> LossOutput:
     """Identity preference optimisation: squared regression of the margin onto 1/(2β) (β is the paper's τ).
 
     The per-pair minimiser is Δ* = 1/(2β), finite unlike DPO's. ``length_normalize`` divides each
     log-ratio by its response length first (trl's current behaviour, said to be confirmed with the
-    authors; trl ≤ 0.19 and the paper's equation use sums, which is the default here).
+    authors; trl ≤ 0.19 and the paper's equation use sums, which is the default here). ``labels=soft``
+    regresses onto (p − ½)/β with p = P(y_w ≻ y_l) (field ``label``): the expectation of the paper's
+    symmetric-label form (I − ½)/τ over I ~ Bernoulli(p); p = 1 is the hard form.
     """
     rho_w, rho_l = s.log_ratios()
     if length_normalize:
         lw, ll = s.lengths()
         rho_w, rho_l = rho_w / lw, rho_l / ll
-    losses = (rho_w - rho_l - 1 / (2 * beta)) ** 2
+    if labels == "hard":
+        losses = (rho_w - rho_l - 1 / (2 * beta)) ** 2
+    else:
+        p = s.get_extra("label", rho_w)
+        losses = (rho_w - rho_l - (p - 0.5) / beta) ** 2
     return LossOutput(losses, reward_metrics(beta * rho_w, beta * rho_l))
 
 

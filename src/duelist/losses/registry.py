@@ -1,7 +1,8 @@
 """The loss registry: every loss is a pure function registered once, with its parameters declared
 in its own signature.
 
-A loss is ``fn(stats: PreferenceStats, *, p1=default, ...) -> LossOutput``. The keyword-only
+A loss is ``fn(stats: PreferenceStats, *, p1=default, ...) -> LossOutput`` (or, for a pointwise loss
+declared with ``inputs="samples"``, ``fn(stats: SampleStats, ...)``: one response per example). The keyword-only
 parameters, their type hints (``Annotated[float, Field(gt=0)]`` for constraints) and defaults are the
 single source for validation, CLI/config errors, ``duelist losses`` and the docs table. The trainer
 never looks at a loss name: it asks the built loss what it needs (``needs_reference``,
@@ -28,10 +29,12 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from duelist.losses.stats import LossOutput, Needs, PreferenceStats
+from duelist.losses.stats import LossOutput, Needs, PreferenceStats, SampleStats
 
 LossFn = Callable[..., LossOutput]
 Bounds = tuple[float | None, float | None]
+Inputs = Literal["pairs", "samples"]
+Stats = PreferenceStats | SampleStats
 COMBINATOR = "sum"
 
 
@@ -64,6 +67,7 @@ class LossSpec:
     models: Mapping[str, str] = field(default_factory=dict)  # parameter naming a model → prefix of its inputs
     description: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Inputs = "pairs"  # "samples": a pointwise loss on single responses (SampleStats)
 
     def extra_fields_for(self, params: Mapping[str, Any]) -> tuple[str, ...]:
         return tuple(self.extra_fields(params)) if callable(self.extra_fields) else tuple(self.extra_fields)
@@ -84,7 +88,8 @@ class LossSpec:
     @property
     def needs(self) -> list[str]:
         """Human-readable list of inputs beyond policy sequence log-probs (with default parameters)."""
-        out = ["reference" if self.needs_reference else "no reference"]
+        out = ["single responses" if self.inputs == "samples" else "pairs"]
+        out.append("reference" if self.needs_reference else "no reference")
         out.append("mean log-probs" if self.length_normalized else "summed log-probs")
         if self.token_level:
             out.append("token log-probs")
@@ -150,6 +155,7 @@ def register_loss(
     needs_token_kl: bool = False,
     field_bounds: Mapping[str, Bounds] | None = None,
     models: Mapping[str, str] | None = None,
+    inputs: Inputs = "pairs",
 ) -> Callable[[LossFn], LossFn]:
     """Decorator: register ``fn`` under ``name``. Registering a name twice is an error.
 
@@ -157,6 +163,7 @@ def register_loss(
     trainer carries from the data records (``field_bounds`` gives their allowed range), and the per-token
     log-probs of auxiliary frozen models: ``models`` maps a parameter of the loss that names a model
     (a directory, or ``reference``) to the prefix of the inputs it provides (see ``model_fields``).
+    ``inputs="samples"`` declares a pointwise loss: it receives a ``SampleStats`` of single responses.
     """
 
     def deco(fn: LossFn) -> LossFn:
@@ -184,6 +191,7 @@ def register_loss(
             models=dict(models or {}),
             description=doc.split("\n\n")[0].replace("\n", " "),
             defaults=defaults,
+            inputs=inputs,
         )
         return fn
 
@@ -192,6 +200,7 @@ def register_loss(
 
 def _ensure_loaded() -> None:
     # Importing the modules runs their @register_loss decorators.
+    import duelist.losses.online
     import duelist.losses.pairwise
     import duelist.losses.regularizers
     import duelist.losses.selfplay
@@ -213,8 +222,11 @@ def get_spec(name: Any, prefix: str = "loss") -> LossSpec:
     return specs[name]
 
 
-def validate_params(spec: LossSpec, params: Mapping[str, Any], prefix: str = "loss") -> dict[str, Any]:
-    """Validate ``params`` against the loss's signature; errors name ``prefix.key`` and list valid keys."""
+def validate_params(
+    spec: LossSpec, params: Mapping[str, Any], prefix: str = "loss", what: str = "loss"
+) -> dict[str, Any]:
+    """Validate ``params`` against the signature of the registered ``what`` (a loss, an online method);
+    errors name ``prefix.key`` and list valid keys."""
     try:
         return spec.params(**params).model_dump()
     except ValidationError as e:
@@ -226,7 +238,7 @@ def validate_params(spec: LossSpec, params: Mapping[str, Any], prefix: str = "lo
             got = f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else ""
             lines.append(f"{prefix}.{key}: {msg}{got}")
         raise LossConfigError(
-            f"invalid parameters for loss {spec.name!r}: " + "; ".join(lines) + f". Valid parameters: {valid}"
+            f"invalid parameters for {what} {spec.name!r}: " + "; ".join(lines) + f". Valid parameters: {valid}"
         ) from None
 
 
@@ -246,6 +258,7 @@ class LossBase:
     needs: Needs
     data_fields: dict[str, Bounds]
     aux_models: tuple[AuxModel, ...]
+    inputs: Inputs  # what one example is: a pair (PreferenceStats) or a single response (SampleStats)
 
     @property
     def needs_reference(self) -> bool:
@@ -267,12 +280,16 @@ class LossBase:
     def extra_fields(self) -> tuple[str, ...]:
         return self.needs.extra_fields
 
-    def compute(self, stats: PreferenceStats) -> LossOutput:
+    def compute(self, stats: Stats) -> LossOutput:
         raise NotImplementedError
 
-    def __call__(self, stats: PreferenceStats | None = None, /, **tensors: Any) -> LossOutput:
+    def __call__(self, stats: Stats | None = None, /, **tensors: Any) -> LossOutput:
         if stats is None:
-            stats = PreferenceStats.from_kwargs(**tensors)
+            stats = PreferenceStats.from_kwargs(**tensors) if self.inputs == "pairs" else SampleStats(**tensors)
+        elif self.inputs == "samples" and not isinstance(stats, SampleStats):
+            raise TypeError(f"loss {self.name!r} is pointwise: it takes a SampleStats of single responses")
+        elif self.inputs == "pairs" and not isinstance(stats, PreferenceStats):
+            raise TypeError(f"loss {self.name!r} takes a PreferenceStats of pairs")
         elif tensors:
             raise TypeError("pass either a PreferenceStats or keyword tensors, not both")
         stats.check(self.needs, self.name)
@@ -289,6 +306,7 @@ class Loss(LossBase):
     def __init__(self, spec: LossSpec, params: Mapping[str, Any], prefix: str = "loss"):
         self.spec = spec
         self.name = spec.name
+        self.inputs = spec.inputs
         self.params = validate_params(spec, params, prefix)
         self.needs = spec.needs_for(self.params)
         provided = set(spec.model_provided)
@@ -299,7 +317,7 @@ class Loss(LossBase):
             AuxModel(pfx, f"{prefix}.{param}", self.params[param]) for param, pfx in spec.models.items()
         )
 
-    def compute(self, stats: PreferenceStats) -> LossOutput:
+    def compute(self, stats: Stats) -> LossOutput:
         return self.spec.fn(stats, **self.params)
 
     def __repr__(self) -> str:
@@ -321,6 +339,10 @@ class WeightedSum(LossBase):
         shown = (f"{w:g}·{label}" for (w, _), label in zip(self.terms, self.labels, strict=True))
         self.name = f"{COMBINATOR}({' + '.join(shown)})"
         self.needs = reduce(lambda a, b: a | b, (t.needs for _, t in self.terms))
+        kinds = {t.inputs for _, t in self.terms}
+        if len(kinds) > 1:
+            raise LossConfigError("loss.terms: pair losses and pointwise (single-response) losses cannot be summed")
+        self.inputs = kinds.pop()
         self.data_fields: dict[str, Bounds] = {}
         for _, t in self.terms:
             for f, (lo, hi) in t.data_fields.items():
@@ -339,7 +361,7 @@ class WeightedSum(LossBase):
                 seen.setdefault(m.prefix, m)
         self.aux_models = tuple(seen.values())
 
-    def compute(self, stats: PreferenceStats) -> LossOutput:
+    def compute(self, stats: Stats) -> LossOutput:
         total = None
         metrics: dict = {}
         for (w, term), label in zip(self.terms, self.labels, strict=True):
@@ -376,6 +398,7 @@ def list_losses() -> list[dict[str, Any]]:
             "length_normalized": s.length_normalized,
             "token_level": s.token_level,
             "needs_token_kl": s.needs_token_kl,
+            "inputs": s.inputs,
             "extra_fields": list(s.extra_fields_for(s.defaults)),
             "models": dict(s.models),
         }

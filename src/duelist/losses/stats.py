@@ -137,6 +137,53 @@ class PreferenceStats:
         return self.extra[name].to(dtype=like.dtype, device=like.device)
 
 
+@dataclass
+class SampleStats:
+    """Inputs of a pointwise loss: one response per example (e.g. a policy-gradient step on judged samples).
+    Per-sequence tensors are [N]; ``extra`` holds per-sample numbers (win-rate, advantage, anchors), [N]."""
+
+    policy_logps: Tensor
+    ref_logps: Tensor | None = None
+    lengths: Tensor | None = None
+    policy_token_logps: Tensor | None = None
+    ref_token_logps: Tensor | None = None
+    mask: Tensor | None = None
+    extra: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return self.policy_logps.shape[0]
+
+    def check(self, needs: Needs, name: str) -> None:
+        """Raise a clear error if an input the loss ``name`` needs is missing or mis-shaped."""
+        missing = []
+        if needs.reference and self.ref_logps is None:
+            missing.append("ref_logps")
+        if needs.lengths and self.lengths is None:
+            missing.append("lengths")
+        if needs.token_level:
+            need = ["policy_token_logps", "mask"] + (["ref_token_logps"] if needs.reference else [])
+            missing += [n for n in need if getattr(self, n) is None]
+        if needs.token_kl:
+            raise ValueError(f"loss {name!r} reads token KL, which pointwise batches do not carry")
+        missing += [f for f in needs.extra_fields if f not in self.extra]
+        if missing:
+            raise ValueError(f"loss {name!r} needs inputs that were not given: {', '.join(missing)}")
+        tensors = {f.name: getattr(self, f.name) for f in fields(self)}
+        tensors.update({f"extra[{k!r}]": v for k, v in self.extra.items()})
+        for key, v in tensors.items():
+            if isinstance(v, Tensor) and v.shape[:1] != (self.batch_size,):
+                raise ValueError(f"{key} has shape {tuple(v.shape)}; expected batch size {self.batch_size} first")
+
+    def log_ratios(self) -> Tensor:
+        """ρ = log π_θ(y|x) − log π_ref(y|x) per sample (reference 0 when absent)."""
+        return self.policy_logps - (self.ref_logps if self.ref_logps is not None else 0)
+
+    def get_extra(self, name: str, like: Tensor) -> Tensor:
+        """An extra input, in the dtype and device of ``like``."""
+        return self.extra[name].to(dtype=like.dtype, device=like.device)
+
+
 def reward_metrics(chosen_rewards: Tensor, rejected_rewards: Tensor) -> dict[str, Tensor]:
     """The implicit-reward metrics every pairwise loss reports (detached, per example)."""
     c, r = chosen_rewards.detach(), rejected_rewards.detach()
