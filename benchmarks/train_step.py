@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from duelist.config import load_config
     from duelist.data.tokenize import TokenizedPair
-    from duelist.train.offline import OfflineTrainer
+    from duelist.models.load import load_tokenizer
+    from duelist.train.run import Run
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -43,19 +44,18 @@ def main(argv: list[str] | None = None) -> None:
             "train.save_final=false", f"data.max_length={args.prompt_len + args.response_len}",
             f"data.max_prompt_length={args.prompt_len}", *args.overrides,
         ])
-        trainer = OfflineTrainer(cfg)
-        # replace the task's pairs by fixed-length random token pairs (same count, so the plan is unchanged)
+        # fixed-length random token pairs instead of the task's
         g = torch.Generator().manual_seed(0)
-        vocab = trainer.model.config.vocab_size
+        vocab = len(load_tokenizer(cfg.model))
         def rand(k: int) -> list[int]:
             return torch.randint(1000, vocab - 1000, (k,), generator=g).tolist()
-        trainer.pairs = [TokenizedPair(rand(args.prompt_len), rand(args.response_len), rand(args.response_len))
-                         for _ in trainer.pairs]
-        trainer.reference = trainer._make_reference()
+        pairs = [TokenizedPair(rand(args.prompt_len), rand(args.response_len), rand(args.response_len))
+                 for _ in range(8 * args.steps)]
+        trainer = Run(cfg, pairs=pairs)
         times, tokens = [], []
         for step in range(args.steps):
             t0 = time.perf_counter()
-            m = trainer._step(step)
+            m = trainer.step(step)
             times.append(time.perf_counter() - t0)
             tokens.append(m["tokens"])
         steady = [t / dt for t, dt in zip(tokens[args.warmup :], times[args.warmup :], strict=True)]

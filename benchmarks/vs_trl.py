@@ -234,7 +234,7 @@ def run_duelist(args: argparse.Namespace, tmp: Path, point: str) -> dict[str, An
     from duelist.config import load_config
     from duelist.data.tokenize import TokenizedPair
     from duelist.models.load import load_tokenizer
-    from duelist.train.offline import OfflineTrainer
+    from duelist.train.run import Run
 
     path = model_dir(args, tmp)
     cfg = load_config(None, [
@@ -247,18 +247,18 @@ def run_duelist(args: argparse.Namespace, tmp: Path, point: str) -> dict[str, An
     ])
     pairs = [TokenizedPair(p["prompt_ids"], p["chosen_ids"], p["rejected_ids"])
              for p in make_pairs(args, load_tokenizer(cfg.model), args.batch * args.steps)]
-    trainer = OfflineTrainer(cfg, pairs=pairs)
+    trainer = Run(cfg, pairs=pairs)
     times, tokens, losses = [], [], []
     for step in range(args.steps):
         t0 = time.perf_counter()
-        m = trainer._step(step)
+        m = trainer.step(step)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
         tokens.append(m["tokens"])
         losses.append(m["loss"])
     return {"times": times, "tokens": tokens, "losses": losses, "peak_gib": peak_memory_gib(),
-            "params": sum(p.numel() for p in trainer.model.parameters())}
+            "params": sum(p.numel() for p in trainer.learner.model.parameters())}
 
 
 # ---------------------------------------------------------------------------------------------- driver

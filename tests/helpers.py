@@ -26,6 +26,14 @@ def tiny_config(model_dir: Path, data: Path, out: Path, *overrides: str) -> Conf
     )
 
 
+def accumulate(run, step: int = 0):
+    """Forward and backward of an offline run's step ``step`` (gradients left in ``.grad``): the per-metric
+    sums over its pairs, as ``Learner.accumulate`` returns them."""
+    src = run.source
+    sums, _, _ = run.learner.accumulate(src.pairs, src.plan.micro_batches(step), src.reference)
+    return sums
+
+
 def read_metrics(run: Path) -> list[dict]:
     return [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
 

@@ -12,7 +12,7 @@ from duelist.data.formats import PreferenceExample
 from duelist.data.tokenize import PairTokenizer
 from duelist.losses import get_loss
 from duelist.models.logprobs import response_logprobs
-from duelist.train.offline import make_stats
+from duelist.train.learner import make_stats
 
 
 def hand_sequence_logp(model, prompt: list[int], response: list[int]) -> float:

@@ -17,7 +17,7 @@ from helpers import tiny_config
 from duelist.data.collate import TokenBatch
 from duelist.models.logprobs import LogProbModel
 from duelist.models.reference import micro_batch_key
-from duelist.train.offline import OfflineTrainer, train
+from duelist.train.run import Run, train
 
 BF16 = torch.bfloat16
 
@@ -80,11 +80,12 @@ def data(tmp_path):
 def test_first_step_is_log2_and_state_stays_float32(tiny_model_dir, data, tmp_path):
     """The reference is scored under the same autocast, so at θ = θ_ref every log-ratio is exactly 0;
     weights, gradients and AdamW's moments stay float32."""
-    t = OfflineTrainer(tiny_config(tiny_model_dir, data, tmp_path / "run", "train.mixed_precision=bf16"))
-    m = t._step(0)
+    t = Run(tiny_config(tiny_model_dir, data, tmp_path / "run", "train.mixed_precision=bf16"))
+    m = t.step(0)
     assert m["loss"] == pytest.approx(math.log(2), abs=1e-6) and m["rewards/margin"] == 0.0
-    assert {p.dtype for p in t.model.parameters()} == {torch.float32}
-    assert {s.dtype for st in t.optimizer.optimizer.state.values() for s in st.values() if s.dim()} == {torch.float32}
+    assert {p.dtype for p in t.learner.model.parameters()} == {torch.float32}
+    opt = t.learner.optimizer.optimizer
+    assert {s.dtype for st in opt.state.values() for s in st.values() if s.dim()} == {torch.float32}
 
 
 def test_bf16_training_follows_float32_training(tiny_model_dir, data, tmp_path):

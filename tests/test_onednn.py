@@ -14,7 +14,7 @@ from torch import nn
 from duelist.config import ModelConfig
 from duelist.models.load import load_model
 from duelist.models.onednn import OneDNNLinear, available, mm_nt, on_by_default, use_onednn_linear
-from duelist.train.offline import train
+from duelist.train.run import train
 
 pytestmark = pytest.mark.skipif(not available(), reason="PyTorch without oneDNN")
 

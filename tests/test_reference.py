@@ -8,7 +8,7 @@ from conftest import standard_rows, write_jsonl
 from helpers import tiny_config
 
 import duelist.models.reference as reference
-from duelist.train.offline import OfflineTrainer, train
+from duelist.train.run import Run, train
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_live_reference_equals_precomputed(tiny_model_dir, data, tmp_path, monke
 def test_lora_reference_is_the_same_weights_with_adapters_off(tiny_model_dir, data, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    t = OfflineTrainer(
+    t = Run(
         tiny_config(
             tiny_model_dir,
             data,
@@ -58,21 +58,21 @@ def test_lora_reference_is_the_same_weights_with_adapters_off(tiny_model_dir, da
             "train.save_final=false",
         )
     )
-    assert isinstance(t.reference, reference.LiveReference)
-    assert t.reference.module.model is t.model  # no second copy
+    assert isinstance(t.source.reference, reference.LiveReference)
+    assert t.source.reference.module.model is t.learner.model  # no second copy
     t.fit()
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     from duelist.data.collate import collate_pairs
     from duelist.models.logprobs import response_logprobs
 
-    b = collate_pairs(t.pairs[:2], [0, 1], t.pad_id)
+    b = collate_pairs(t.source.pairs[:2], [0, 1], t.learner.pad_id)
     with torch.no_grad():
-        ref = t.reference.logps(b)
+        ref = t.source.reference.logps(b)
         want = response_logprobs(base, b)
-        pol = response_logprobs(t.model, b)
+        pol = response_logprobs(t.learner.model, b)
     assert torch.allclose(ref.sums, want.sums, atol=1e-5)  # adapters off = the base model
     assert not torch.allclose(pol.sums, want.sums, atol=1e-4)  # adapters on = the trained policy
-    t._save_final()  # merges the adapters into the weights (in place, once training is over)
+    t.learner.save_final({})  # merges the adapters into the weights (in place, once training is over)
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "lora/final")
     with torch.no_grad():
         m = response_logprobs(merged, b)

@@ -12,11 +12,11 @@ import time
 import pytest
 import torch
 from conftest import standard_rows, write_jsonl
-from helpers import read_metrics, tiny_config
+from helpers import accumulate, read_metrics, tiny_config
 from safetensors.torch import load_file
 
 from duelist.data.sources import DataError
-from duelist.train.offline import OfflineTrainer, train
+from duelist.train.run import Run, train
 
 
 @pytest.fixture
@@ -30,17 +30,17 @@ def test_first_step_loss_is_log2_and_margin_zero(tiny_model_dir, data, tmp_path)
     res = train(tiny_config(tiny_model_dir, data, tmp_path / "run", "train.steps=1"))
     m = res.history[0]
     assert m["loss"] == pytest.approx(math.log(2), abs=1e-6)  # float32 sum of 8 values
-    assert m["rewards/margin"] == 0.0 and m["rewards/accuracy"] == 0.0 and m["kl_estimate"] == 0.0
+    assert m["rewards/margin"] == 0.0 and m["rewards/accuracy"] == 0.0 and m["log_ratio/mean"] == 0.0
 
 
 def test_grad_accumulation_equals_big_batch(tiny_model_dir, data, tmp_path):
     """Batch 8 in one micro-batch vs 4 micro-batches of 2: same loss, same gradients (≤ 1e-5)."""
     grads, losses = [], []
     for accum in (1, 4):
-        t = OfflineTrainer(tiny_config(tiny_model_dir, data, tmp_path / f"a{accum}", f"train.grad_accum={accum}"))
-        sums, _ = t.accumulate(0)
+        t = Run(tiny_config(tiny_model_dir, data, tmp_path / f"a{accum}", f"train.grad_accum={accum}"))
+        sums = accumulate(t, 0)
         losses.append(float(sums["loss"]) / 8)
-        grads.append({n: p.grad.clone() for n, p in t.model.named_parameters()})
+        grads.append({n: p.grad.clone() for n, p in t.learner.model.named_parameters()})
     assert losses[0] == pytest.approx(losses[1], abs=1e-6)
     for n in grads[0]:
         assert torch.allclose(grads[0][n], grads[1][n], atol=1e-5, rtol=0), n
@@ -125,13 +125,13 @@ def test_two_processes_equal_one(tiny_model_dir, data, tmp_path):
 def test_final_model_loads_with_plain_transformers(tiny_model_dir, data, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    t = OfflineTrainer(tiny_config(tiny_model_dir, data, tmp_path / "run"))
+    t = Run(tiny_config(tiny_model_dir, data, tmp_path / "run"))
     res = t.fit()
     plain = AutoModelForCausalLM.from_pretrained(res.final_dir)
     AutoTokenizer.from_pretrained(res.final_dir)
     ids = torch.tensor([[1, 10, 20, 30]])
     with torch.no_grad():
-        assert torch.allclose(plain(ids).logits, t.model(ids).logits, atol=1e-6)
+        assert torch.allclose(plain(ids).logits, t.learner.model(ids).logits, atol=1e-6)
         before = AutoModelForCausalLM.from_pretrained(tiny_model_dir)(ids).logits
     assert not torch.allclose(plain(ids).logits, before, atol=1e-4)  # it did train
 

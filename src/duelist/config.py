@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from duelist.losses import LossConfigError, build_loss
 
@@ -70,6 +70,8 @@ class DataConfig(Section):
 
 
 class OptimConfig(Section):
+    name: Literal["adamw", "sgd", "rmsprop"] = "adamw"
+    """``adamw`` (default); ``sgd`` (plain, no momentum: exact minimisation in tests); ``rmsprop`` (SPPO's)."""
     lr: float = Field(5e-6, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -143,6 +145,37 @@ class EvalConfig(Section):
     seed: int = 1234
 
 
+DEFAULT_METHOD: dict[str, Any] = {"name": "online_dpo"}
+
+
+class OnlineConfig(Section):
+    """An online self-play run: each loop step is a round on ``train.batch_size`` prompts (``train.steps``
+    rounds, or ``train.epochs`` passes over the prompts): sample K responses per prompt from the current
+    policy, judge them, turn them into examples (the method), and take ``passes × updates_per_pass`` updates."""
+
+    method: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_METHOD))
+    """A registered online method and its parameters (``duelist methods``), e.g. ``{name: sppo, eta: 1000}``.
+    The method names the loss; an online config has no ``loss`` section."""
+    prompts: str = "positive-review:prompts"
+    """Prompts: ``<task>:<split>`` or a file of records with a ``prompt`` field (text or messages)."""
+    judge: str = "lexicon"
+    """Any judge name (``duelist judges``)."""
+    max_new_tokens: int = Field(32, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature; 1 samples π_t itself, which every method's theory assumes."""
+    max_prompt_length: int = Field(256, gt=0)
+    """Prompts longer than this keep their last tokens (and BOS)."""
+    passes: int = Field(1, gt=0)
+    """Passes over each round's examples (the reference is scored once, at the start of the round)."""
+    updates_per_pass: int = Field(1, gt=0)
+    """Optimizer steps per pass, each on an equal share of the round's examples."""
+    prompts_per_chunk: int = Field(16, gt=0)
+    """Prompts decoded together (each with its K samples)."""
+    reference_samples: int | None = Field(None, ge=0)
+    """Reference samples per prompt and round to measure the policy's win-rate against (``None``: 1 when
+    the judge has no reward to report, else 0)."""
+
+
 DEFAULT_LOSS: dict[str, Any] = {"name": "dpo", "beta": 0.1}
 
 
@@ -153,6 +186,8 @@ class Config(Section):
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    online: OnlineConfig | None = None
+    """Set for an online self-play run (prompts, judge, method); absent for training on a data set of pairs."""
 
     @field_validator("loss")
     @classmethod
@@ -162,6 +197,24 @@ class Config(Section):
         except LossConfigError as e:
             raise ValueError(str(e)) from None
         return v
+
+    @model_validator(mode="after")
+    def _online_loss(self) -> Config:
+        """An online run trains with its method's loss; ``loss`` records it (e.g. in the run's config.yaml)."""
+        if self.online is not None:
+            from duelist.online.registry import build_method
+
+            try:
+                loss = build_method(self.online.method).loss_config
+            except LossConfigError as e:
+                raise ValueError(str(e)) from None
+            if "loss" in self.model_fields_set and self.loss != loss:
+                raise ValueError(
+                    f"an online run trains with its method's loss ({loss}); set its parameters under "
+                    "online.method (e.g. online.method.beta=0.2), not in a loss section"
+                )
+            object.__setattr__(self, "loss", loss)
+        return self
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -189,13 +242,13 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
+    """Nested update. A registered unit written ``{name: ..., <params>}`` (the loss, the online method) keeps
+    its parameters unless ``upd`` names another unit, which replaces it whole (its parameters differ)."""
     out = dict(base)
     for k, v in upd.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "loss":
-            out[k] = _merge(out[k], v)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            # loss: merge params, but a new name replaces the whole section
-            out[k] = v if "name" in v and v["name"] != out[k].get("name") else {**out[k], **v}
+        old = out.get(k)
+        if isinstance(v, dict) and isinstance(old, dict) and not ("name" in v and v["name"] != old.get("name")):
+            out[k] = _merge(old, v)
         else:
             out[k] = v
     return out
@@ -244,8 +297,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
         tree = loaded
-    tree = _merge({"loss": DEFAULT_LOSS}, tree)
     tree = _merge(tree, parse_overrides(overrides or []))
+    if isinstance(tree.get("online"), dict):
+        tree = _merge({"online": {"method": DEFAULT_METHOD}}, tree)
+    else:
+        tree = _merge({"loss": DEFAULT_LOSS}, tree)
     try:
         return Config.model_validate(tree)
     except ValidationError as e:

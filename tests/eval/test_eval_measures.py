@@ -149,7 +149,7 @@ def test_frontier_loads_run_checkpoints(tiny_model_dir, tmp_path):
     from helpers import tiny_config
 
     from duelist.eval.frontier import checkpoints_of, load_policy
-    from duelist.train.offline import train
+    from duelist.train.run import train
 
     data = write_jsonl(tmp_path / "pairs.jsonl", standard_rows(16))
     run = tmp_path / "run"

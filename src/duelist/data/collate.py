@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from duelist.data.tokenize import TokenizedPair
+from duelist.data.tokenize import TokenizedPair, TokenizedSample
 
 Layout = Literal["padded", "packed", "shared", "shared_packed"]
 LAYOUTS: tuple[str, ...] = ("padded", "packed", "shared", "shared_packed")
@@ -83,17 +83,40 @@ class TokenBatch:
 
 
 @dataclass
-class PairBatch(TokenBatch):
+class ExampleBatch(TokenBatch):
+    """A token batch of training examples: their dataset positions and numeric per-example fields."""
+
     indices: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # [B] dataset positions
-    extra: dict[str, Tensor] = field(default_factory=dict)  # numeric per-pair fields, each [B] float64
+    extra: dict[str, Tensor] = field(default_factory=dict)  # numeric per-example fields, each [B] float64
+
+    def to(self, device: torch.device | str) -> ExampleBatch:
+        out = TokenBatch.to(self, device)
+        return replace(out, indices=self.indices.to(device), extra={k: v.to(device) for k, v in self.extra.items()})
+
+    def sequence_keys(self) -> list[tuple[int, int]]:
+        """(example index, side) of every sequence, in the batch's sequence order."""
+        raise NotImplementedError
+
+
+@dataclass
+class PairBatch(ExampleBatch):
+    """Pairs: sequences 0..B−1 are the chosen responses, B..2B−1 the rejected ones."""
 
     @property
     def num_pairs(self) -> int:
         return self.indices.shape[0]
 
-    def to(self, device: torch.device | str) -> PairBatch:
-        out = TokenBatch.to(self, device)
-        return replace(out, indices=self.indices.to(device), extra={k: v.to(device) for k, v in self.extra.items()})
+    def sequence_keys(self) -> list[tuple[int, int]]:
+        idx = self.indices.tolist()
+        return [(i, 0) for i in idx] + [(i, 1) for i in idx]
+
+
+@dataclass
+class SampleBatch(ExampleBatch):
+    """Single responses (pointwise losses): sequence i is example ``indices[i]``."""
+
+    def sequence_keys(self) -> list[tuple[int, int]]:
+        return [(i, 0) for i in self.indices.tolist()]
 
 
 class _Builder:
@@ -184,44 +207,52 @@ def collate_sequences(
     return TokenBatch(ids, None, pos_ids, source, target, seq, pos, lengths, num_tokens)
 
 
-def _shared_mask(pair: Tensor, segment: Tensor, position: Tensor) -> Tensor:
-    """[R, 1, L, L] bool: query q may attend key k iff same pair, k not later than q, and k is prompt or in
-    q's own response. Padding (pair −1) attends only itself so no attention row is empty."""
-    same = (pair[:, :, None] == pair[:, None, :]) & (pair[:, :, None] >= 0)
+def _shared_mask(group: Tensor, segment: Tensor, position: Tensor) -> Tensor:
+    """[R, 1, L, L] bool: query q may attend key k iff same group, k not later than q, and k is prompt or in
+    q's own response. Padding (group −1) attends only itself so no attention row is empty."""
+    same = (group[:, :, None] == group[:, None, :]) & (group[:, :, None] >= 0)
     causal = position[:, None, :] <= position[:, :, None]
     visible = (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None])
     allowed = same & causal & visible
-    allowed |= torch.eye(pair.shape[1], dtype=torch.bool)[None] & (pair[:, :, None] < 0)
+    allowed |= torch.eye(group.shape[1], dtype=torch.bool)[None] & (group[:, :, None] < 0)
     return allowed[:, None]
 
 
-def _collate_shared(pairs: Sequence[TokenizedPair], pad_id: int, packed: bool) -> TokenBatch:
-    b, n = _Builder(), len(pairs)
-    pair_ids: list[list[int]] = []
+Group = tuple[list[int], list[tuple[list[int], int]]]  # (prompt, [(response, sequence number)])
+
+
+def _collate_shared(groups: Sequence[Group], num_sequences: int, pad_id: int, packed: bool) -> TokenBatch:
+    """Each group's prompt once, followed by its responses, each seeing the prompt and itself only; every
+    response's positions restart where the prompt ends. One row per group, or all groups in one row."""
+    b = _Builder()
+    group_ids: list[list[int]] = []
     segments: list[list[int]] = []
+    lengths = [0] * num_sequences
     row = -1
-    for i, p in enumerate(pairs):
-        if not p.prompt:
-            raise ValueError("every pair needs at least one prompt token")
+    for g, (prompt, responses) in enumerate(groups):
+        if not prompt:
+            raise ValueError("every sequence needs at least one prompt token to predict its first response token")
         if row < 0 or not packed:
             row = b.new_row()
-            pair_ids.append([])
+            group_ids.append([])
             segments.append([])
-        last = b.add(row, p.prompt, 0) + len(p.prompt) - 1
-        c = b.response(row, last, p.chosen, i)
-        r = b.response(row, last, p.rejected, n + i)  # rejected positions restart where the prompt ends
-        pair_ids[-1] += [i] * (len(p.prompt) + c + r)
-        segments[-1] += [0] * len(p.prompt) + [1] * c + [2] * r
+        last = b.add(row, prompt, 0) + len(prompt) - 1
+        segments[-1] += [0] * len(prompt)
+        for r, (tokens, seq) in enumerate(responses, 1):
+            added = b.response(row, last, tokens, seq)
+            segments[-1] += [r] * added
+            lengths[seq] = len(tokens)
+        group_ids[-1] += [g] * (len(segments[-1]) - len(group_ids[-1]))
     ids, pos_ids, _, source, target, seq, pos = b.tensors(pad_id)
-    pair_t = torch.full(ids.shape, -1, dtype=torch.long)
+    group_t = torch.full(ids.shape, -1, dtype=torch.long)
     seg_t = torch.zeros(ids.shape, dtype=torch.long)
-    for i, (pi, si) in enumerate(zip(pair_ids, segments, strict=True)):
-        pair_t[i, : len(pi)] = torch.tensor(pi)
+    for i, (gi, si) in enumerate(zip(group_ids, segments, strict=True)):
+        group_t[i, : len(gi)] = torch.tensor(gi)
         seg_t[i, : len(si)] = torch.tensor(si)
-    lengths = torch.tensor([len(p.chosen) for p in pairs] + [len(p.rejected) for p in pairs], dtype=torch.long)
-    num_tokens = sum(2 * len(p.prompt) + len(p.chosen) + len(p.rejected) for p in pairs)
-    mask = _shared_mask(pair_t, seg_t, pos_ids)
-    return TokenBatch(ids, mask, pos_ids, source, target, seq, pos, lengths, num_tokens)
+    num_tokens = sum(len(p) + len(t) for p, rs in groups for t, _ in rs)
+    mask = _shared_mask(group_t, seg_t, pos_ids)
+    return TokenBatch(ids, mask, pos_ids, source, target, seq, pos, torch.tensor(lengths, dtype=torch.long),
+                      num_tokens)
 
 
 def collate_pairs(
@@ -231,13 +262,43 @@ def collate_pairs(
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
     if layout in ("shared", "shared_packed"):
-        tb = _collate_shared(pairs, pad_id, packed=layout == "shared_packed")
+        n = len(pairs)
+        groups = [(p.prompt, [(p.chosen, i), (p.rejected, n + i)]) for i, p in enumerate(pairs)]
+        tb = _collate_shared(groups, 2 * n, pad_id, packed=layout == "shared_packed")
     else:
         tb = collate_sequences([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
                                pad_id, layout)
-    keys = set(pairs[0].extra) if pairs else set()
-    if any(set(p.extra) != keys for p in pairs):
-        raise ValueError("pairs of one batch carry different extra fields")
-    extra = {k: torch.tensor([p.extra[k] for p in pairs], dtype=torch.float64) for k in sorted(keys)}
-    return PairBatch(**{f.name: getattr(tb, f.name) for f in fields(TokenBatch)},
-                     indices=torch.tensor(list(indices), dtype=torch.long), extra=extra)
+    return PairBatch(**_token_fields(tb), indices=torch.tensor(list(indices), dtype=torch.long),
+                     extra=_extra(pairs))
+
+
+def collate_samples(
+    samples: Sequence[TokenizedSample], indices: Sequence[int], pad_id: int, layout: str = "padded"
+) -> SampleBatch:
+    """One batch scoring every sample's response. In the shared layouts, consecutive samples with the same
+    prompt share one copy of it (K samples of a prompt: the prompt is computed once)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+    if layout in ("shared", "shared_packed"):
+        groups: list[Group] = []
+        for i, s in enumerate(samples):
+            if groups and groups[-1][0] == s.prompt:
+                groups[-1][1].append((s.response, i))
+            else:
+                groups.append((s.prompt, [(s.response, i)]))
+        tb = _collate_shared(groups, len(samples), pad_id, packed=layout == "shared_packed")
+    else:
+        tb = collate_sequences([s.prompt for s in samples], [s.response for s in samples], pad_id, layout)
+    return SampleBatch(**_token_fields(tb), indices=torch.tensor(list(indices), dtype=torch.long),
+                       extra=_extra(samples))
+
+
+def _token_fields(tb: TokenBatch) -> dict:
+    return {f.name: getattr(tb, f.name) for f in fields(TokenBatch)}
+
+
+def _extra(examples: Sequence[TokenizedPair | TokenizedSample]) -> dict[str, Tensor]:
+    keys = set(examples[0].extra) if examples else set()
+    if any(set(e.extra) != keys for e in examples):
+        raise ValueError("examples of one batch carry different extra fields")
+    return {k: torch.tensor([e.extra[k] for e in examples], dtype=torch.float64) for k in sorted(keys)}

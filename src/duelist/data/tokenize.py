@@ -35,6 +35,19 @@ class TokenizedPair:
         return len(self.prompt) + max(len(self.chosen), len(self.rejected))
 
 
+@dataclass(frozen=True)
+class TokenizedSample:
+    """One response to a prompt, for pointwise losses (e.g. a policy-gradient step on judged samples)."""
+
+    prompt: list[int]
+    response: list[int]
+    extra: dict[str, float] = field(default_factory=dict, compare=False)  # numeric per-sample fields
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + len(self.response)
+
+
 def render(tokenizer: Any, example: PreferenceExample) -> tuple[str, str, str]:
     """Texts of prompt, chosen and rejected responses; conversations go through the chat template."""
     if not example.conversational:
@@ -54,6 +67,9 @@ def render(tokenizer: Any, example: PreferenceExample) -> tuple[str, str, str]:
             )
         out.append(full[len(prompt) :])
     return out[0], out[1], out[2]
+
+
+Example = TokenizedPair | TokenizedSample  # what a learner trains on: a pair, or one response (pointwise losses)
 
 
 class PairTokenizer:

@@ -40,13 +40,27 @@ class Judge(ABC):
 
     def matrix(self, prompt: str, responses: Sequence[str]) -> np.ndarray:
         """[k, k] matrix of P(y_i ≻ y_j | prompt) over k responses to one prompt (diagonal ½)."""
-        k = len(responses)
-        ii, jj = np.triu_indices(k, 1)
-        p = self.prob([prompt] * len(ii), [responses[i] for i in ii], [responses[j] for j in jj])
-        m = np.full((k, k), 0.5)
-        m[ii, jj] = p
-        m[jj, ii] = 1 - p
-        return m
+        return self.judge_groups([prompt], [responses])[0][0]
+
+    def judge_groups(
+        self, prompts: Sequence[str], groups: Sequence[Sequence[str]]
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """For each prompt, the [k, k] matrix of P(y_i ≻ y_j) over its responses (diagonal ½), from one
+        batched ``prob`` call over every pair i < j of every prompt; and, for judges that have one, each
+        response's reward (else None)."""
+        ii, jj, owner = [], [], []
+        for g, responses in enumerate(groups):
+            a, b = np.triu_indices(len(responses), 1)
+            ii.append(a)
+            jj.append(b)
+            owner.append(np.full(len(a), g))
+        flat_i, flat_j, flat_g = (np.concatenate(x) if x else np.zeros(0, int) for x in (ii, jj, owner))
+        p = self.prob(
+            [prompts[g] for g in flat_g],
+            [groups[g][i] for g, i in zip(flat_g, flat_i, strict=True)],
+            [groups[g][j] for g, j in zip(flat_g, flat_j, strict=True)],
+        )
+        return _fill(groups, ii, jj, np.asarray(p, dtype=np.float64)), None
 
 
 class RewardJudge(Judge):
@@ -73,6 +87,69 @@ class RewardJudge(Judge):
 
     def prob(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         return self.prob_from_rewards(self.rewards(prompts, a), self.rewards(prompts, b))
+
+    def judge_groups(
+        self, prompts: Sequence[str], groups: Sequence[Sequence[str]]
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """Each response is scored once (one ``rewards`` call for all of them); P follows from the rewards."""
+        flat_p = [prompts[g] for g, rs in enumerate(groups) for _ in rs]
+        r = self.rewards(flat_p, [y for rs in groups for y in rs])
+        rewards = np.split(r, np.cumsum([len(rs) for rs in groups])[:-1])
+        mats = [self.prob_from_rewards(rg[:, None], rg[None, :]) for rg in rewards]
+        return mats, rewards
+
+
+def _fill(
+    groups: Sequence[Sequence[str]], ii: list[np.ndarray], jj: list[np.ndarray], p: np.ndarray
+) -> list[np.ndarray]:
+    """Per-group [k, k] matrices from the flat upper-triangle answers ``p`` (lower triangle 1 − p)."""
+    out, at = [], 0
+    for responses, a, b in zip(groups, ii, jj, strict=True):
+        m = np.full((len(responses), len(responses)), 0.5)
+        m[a, b] = p[at : at + len(a)]
+        m[b, a] = 1 - p[at : at + len(a)]
+        out.append(m)
+        at += len(a)
+    return out
+
+
+class JudgeError(ValueError):
+    """A judge failed or answered something that is not a preference probability; names judge and prompt."""
+
+
+def judge_checked(
+    judge: Judge, prompts: Sequence[str], groups: Sequence[Sequence[str]], tol: float = 1e-6
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """``judge.judge_groups`` with every answer checked: finite, in [0, 1], ``P + Pᵀ = 1``. A judge that
+    raises is asked again prompt by prompt to name the first prompt it fails on. Never picks a winner for
+    a bad answer: raises ``JudgeError`` naming the judge and the prompt."""
+    try:
+        mats, rewards = judge.judge_groups(prompts, groups)
+    except Exception as e:
+        for i, (prompt, responses) in enumerate(zip(prompts, groups, strict=True)):
+            try:
+                judge.judge_groups([prompt], [responses])
+            except Exception as e_i:
+                raise JudgeError(f"judge {judge.name!r} failed on prompt {i} ({_short(prompt)}): {e_i}") from e_i
+        raise JudgeError(f"judge {judge.name!r} failed on a batch of {len(prompts)} prompts: {e}") from e
+    for i, m in enumerate(mats):
+        k = len(groups[i])
+        bad = None
+        if m.shape != (k, k):
+            bad = f"a {m.shape} matrix for {k} responses"
+        elif not np.all(np.isfinite(m)):
+            bad = "a non-finite probability"
+        elif np.any(m < 0) or np.any(m > 1):
+            bad = f"a probability outside [0, 1] ({m.min():.4g}..{m.max():.4g})"
+        elif np.abs(m + m.T - 1).max() > tol:
+            bad = f"P(a ≻ b) + P(b ≻ a) = {(m + m.T).flat[np.abs(m + m.T - 1).argmax()]:.6g}, not 1"
+        if bad:
+            raise JudgeError(f"judge {judge.name!r} returned {bad} on prompt {i} ({_short(prompts[i])})")
+    return mats, rewards
+
+
+def _short(prompt: str, n: int = 60) -> str:
+    return repr(prompt if len(prompt) <= n else prompt[: n - 1] + "…")
 
 
 class NoisyJudge(Judge):

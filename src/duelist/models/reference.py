@@ -25,8 +25,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from duelist.data.collate import ROW_FORMAT, PairBatch, collate_pairs
-from duelist.data.tokenize import TokenizedPair
+from duelist.data.collate import ROW_FORMAT, ExampleBatch, collate_pairs, collate_samples
+from duelist.data.tokenize import TokenizedPair, TokenizedSample
 from duelist.models.load import cache_dir
 from duelist.models.logprobs import LogProbModel, SequenceLogProbs, batch_logprobs, unwrap_causal_lm
 from duelist.models.onednn import OneDNNLinear
@@ -62,7 +62,7 @@ def adapters_disabled(model: nn.Module):
 class Reference:
     """Returns reference log-probs for a batch, or ``None`` when there is no reference."""
 
-    def logps(self, batch: PairBatch) -> SequenceLogProbs | None:
+    def logps(self, batch: ExampleBatch) -> SequenceLogProbs | None:
         return None
 
 
@@ -73,7 +73,7 @@ class LiveReference(Reference):
         self.module = LogProbModel(ref, chunk_size, autocast=autocast)
 
     @torch.no_grad()
-    def logps(self, batch: PairBatch) -> SequenceLogProbs:
+    def logps(self, batch: ExampleBatch) -> SequenceLogProbs:
         with adapters_disabled(self.module.model):
             return batch_logprobs(self.module, batch, keep_hidden=True)
 
@@ -85,33 +85,34 @@ class FrozenModel(Reference):
         self.module = LogProbModel(model.requires_grad_(False).eval(), chunk_size, autocast=autocast)
 
     @torch.no_grad()
-    def logps(self, batch: PairBatch) -> SequenceLogProbs:
+    def logps(self, batch: ExampleBatch) -> SequenceLogProbs:
         return batch_logprobs(self.module, batch)
 
 
 class PrecomputedReference(Reference):
-    """Per-pair reference sums and per-token values, computed once, cached, looked up by dataset index."""
+    """Per-sequence reference sums and per-token values, computed once, looked up by (example, side)."""
 
     def __init__(self, flat: dict[str, torch.Tensor], device: torch.device):
-        # flat: for side in chosen/rejected: "{side}.values" (all tokens, concatenated),
-        # "{side}.offsets" [n+1] and "{side}.sums" [n] (summed as in training, so that at step 1
-        # policy − reference is exactly 0), plus "index" mapping dataset index → row.
+        # flat (see ``score_examples``): "values" (all tokens, concatenated), "offsets" [n+1], "sums" [n]
+        # (summed as in training, so that at step 1 policy − reference is exactly 0), and "index", "side"
+        # [n] naming the example and side (0 chosen / single response, 1 rejected) of each row.
         self.data = {k: v.to(device) for k, v in flat.items()}
-        self.row = {int(i): r for r, i in enumerate(flat["index"].tolist())}
+        keys = zip(flat["index"].tolist(), flat["side"].tolist(), strict=True)
+        self.row = {key: r for r, key in enumerate(keys)}
 
-    def logps(self, batch: PairBatch) -> SequenceLogProbs:
+    def logps(self, batch: ExampleBatch) -> SequenceLogProbs:
         mask = batch.response_mask()
-        token = torch.zeros(mask.shape, dtype=self.data["chosen.values"].dtype, device=mask.device)
+        values, offsets, sums_all = self.data["values"], self.data["offsets"], self.data["sums"]
+        token = torch.zeros(mask.shape, dtype=values.dtype, device=mask.device)
         sums = torch.zeros(mask.shape[0], dtype=token.dtype, device=token.device)
-        b = batch.num_pairs
-        for side_i, side in enumerate(("chosen", "rejected")):
-            values, offsets = self.data[f"{side}.values"], self.data[f"{side}.offsets"]
-            for j, idx in enumerate(batch.indices.tolist()):
-                r = self.row[idx]
-                row = side_i * b + j
-                token[row, : offsets[r + 1] - offsets[r]] = values[offsets[r] : offsets[r + 1]]
-                sums[row] = self.data[f"{side}.sums"][r]
+        for seq, key in enumerate(batch.sequence_keys()):
+            r = self.row[key]
+            token[seq, : offsets[r + 1] - offsets[r]] = values[offsets[r] : offsets[r + 1]]
+            sums[seq] = sums_all[r]
         return SequenceLogProbs(sums, batch.lengths.to(token.dtype), token, mask)
+
+
+CACHE_FORMAT = 2  # the layout of a cached reference file (2: one row per sequence, keyed by example and side)
 
 
 def micro_batch_key(
@@ -129,7 +130,7 @@ def micro_batch_key(
     policy run the other)."""
     h = hashlib.sha256(pairs_fingerprint(pairs, [i for mb in micro_batches for i in mb]).encode())
     onednn = any(isinstance(m, OneDNNLinear) for m in model.modules())
-    h.update(f"{[len(mb) for mb in micro_batches]}|{layout}|rows={ROW_FORMAT}|autocast={autocast}"
+    h.update(f"{[len(mb) for mb in micro_batches]}|{layout}|rows={ROW_FORMAT}|cache={CACHE_FORMAT}|autocast={autocast}"
              f"|training_graph={training_graph}|onednn={onednn}".encode())
     return f"{model_fingerprint(model, source)}-{h.hexdigest()[:20]}"
 
@@ -157,38 +158,57 @@ def precompute(
     path = cache_dir() / "reference" / f"{key}.safetensors"
     if path.is_file():
         return load_file(path)
-    module = LogProbModel(model, chunk_size, autocast=autocast)
-    device = next(model.parameters()).device
-    vals: dict[str, list[torch.Tensor]] = {"chosen": [], "rejected": []}
-    sums: dict[str, list[torch.Tensor]] = {"chosen": [], "rejected": []}
-    order: list[int] = []
-    seen: set[int] = set()
-    with torch.set_grad_enabled(training_graph), adapters_disabled(model):
-        for mb in micro_batches:
-            if seen.issuperset(mb):
-                continue
-            idx = list(mb)
-            batch = collate_pairs([pairs[i] for i in idx], idx, pad_id, layout).to(device)
-            lp = batch_logprobs(module, batch)
-            # detached at once: with training_graph the autograd graph (a training step's activations) must
-            # be gone before the next micro-batch's forward, not when ``lp`` is next assigned
-            lp = SequenceLogProbs(lp.sums.detach(), lp.counts, lp.token_logps.detach(), lp.mask)
-            for side, half in zip(("chosen", "rejected"), lp.split(), strict=True):
-                new_rows = [r for r in range(len(idx)) if idx[r] not in seen]
-                vals[side] += [half.token_logps[r][half.mask[r]].cpu() for r in new_rows]
-                sums[side] += [half.sums[r].cpu() for r in new_rows]
-            new = [i for i in idx if i not in seen]
-            order += new
-            seen.update(new)
-    flat: dict[str, torch.Tensor] = {"index": torch.tensor(order, dtype=torch.long)}
-    for side, rows in vals.items():
-        lengths = torch.tensor([0] + [len(r) for r in rows])
-        flat[f"{side}.values"] = torch.cat(rows) if rows else torch.zeros(0)
-        flat[f"{side}.offsets"] = torch.cumsum(lengths, 0)
-        flat[f"{side}.sums"] = torch.stack(sums[side]) if rows else torch.zeros(0)
+    flat = score_examples(model, pairs, micro_batches, pad_id, chunk_size, layout, autocast, training_graph)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     save_file(flat, tmp)
     os.replace(tmp, path)  # atomic: a killed run never leaves a truncated cache entry
     return flat
+
+
+def score_examples(
+    model: nn.Module,
+    examples: Sequence[TokenizedPair] | Sequence[TokenizedSample],
+    micro_batches: Sequence[Sequence[int]],
+    pad_id: int,
+    chunk_size: int,
+    layout: str = "padded",
+    autocast: torch.dtype | None = None,
+    training_graph: bool = False,
+    base: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Log-probs of every sequence of the examples in ``micro_batches`` under ``model`` (with LoRA and
+    ``base``: the base, adapters off), as flat tensors for ``PrecomputedReference``; examples seen in an
+    earlier micro-batch are not scored again. ``training_graph``: see ``precompute``."""
+    collate = collate_samples if examples and isinstance(examples[0], TokenizedSample) else collate_pairs
+    module = LogProbModel(model, chunk_size, autocast=autocast)
+    device = next(model.parameters()).device
+    rows: list[torch.Tensor] = []
+    sums: list[torch.Tensor] = []
+    keys: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    with torch.set_grad_enabled(training_graph), adapters_disabled(model) if base else contextlib.nullcontext():
+        for mb in micro_batches:
+            if seen.issuperset(mb):
+                continue
+            idx = list(mb)
+            batch = collate([examples[i] for i in idx], idx, pad_id, layout).to(device)
+            lp = batch_logprobs(module, batch)
+            # detached at once: with training_graph the autograd graph (a training step's activations) must
+            # be gone before the next micro-batch's forward, not when ``lp`` is next assigned
+            token, total = lp.token_logps.detach(), lp.sums.detach()
+            for r, key in enumerate(batch.sequence_keys()):
+                if key[0] not in seen:
+                    rows.append(token[r][lp.mask[r]].cpu())
+                    sums.append(total[r].cpu())
+                    keys.append(key)
+            seen.update(idx)
+    lengths = torch.tensor([0] + [len(r) for r in rows])
+    return {
+        "index": torch.tensor([k[0] for k in keys], dtype=torch.long),
+        "side": torch.tensor([k[1] for k in keys], dtype=torch.long),
+        "values": torch.cat(rows) if rows else torch.zeros(0),
+        "offsets": torch.cumsum(lengths, 0),
+        "sums": torch.stack(sums) if sums else torch.zeros(0),
+    }

@@ -3,7 +3,8 @@
 A checkpoint directory ``checkpoints/step-000040`` holds:
 * ``model.safetensors``: the trainable parameters (all weights for full fine-tuning, adapters for LoRA);
 * ``optimizer.safetensors``: AdamW moments and step counts, keyed by parameter name;
-* ``state.safetensors``: RNG states; ``state.json``: step, scheduler state.
+* ``state.safetensors``: RNG states; ``state.json``: step, scheduler state;
+* ``source.safetensors``: what the source of examples keeps between steps (e.g. an online run's anchors), if any.
 It is written to a temporary directory and renamed into place, then ``latest`` (a one-line file) is
 replaced atomically, so a run killed at any moment leaves the previous checkpoint intact.
 """
@@ -68,13 +69,19 @@ class CheckpointError(OSError):
 
 
 def save_checkpoint(
-    root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, keep: int = 2
+    root: Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    keep: int = 2,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     ckpts = root / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=ckpts, prefix=".tmp-"))
     try:
-        _write(tmp, step, model, optimizer, scheduler)
+        _write(tmp, step, model, optimizer, scheduler, extra)
     except Exception as e:  # safetensors reports a full disk as its own error type, not OSError
         shutil.rmtree(tmp, ignore_errors=True)
         free = shutil.disk_usage(ckpts).free / 2**30
@@ -95,7 +102,14 @@ def save_checkpoint(
     return final
 
 
-def _write(tmp: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+def _write(
+    tmp: Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    extra: dict[str, torch.Tensor] | None,
+) -> None:
     """Every file of a checkpoint into ``tmp``, flushed to disk."""
     params = trainable(model)
     save_file({n: p.detach().contiguous().cpu() for n, p in params.items()}, str(tmp / "model.safetensors"))
@@ -107,6 +121,8 @@ def _write(tmp: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimi
     rng_t, rng_meta = _rng_state()
     save_file(rng_t, str(tmp / "state.safetensors"))
     _write_json(tmp / "state.json", {"step": step, "scheduler": scheduler.state_dict(), "rng": rng_meta})
+    if extra:
+        save_file({k: v.detach().contiguous().cpu() for k, v in extra.items()}, str(tmp / "source.safetensors"))
     for f in tmp.iterdir():
         with f.open("rb") as fh:
             os.fsync(fh.fileno())
@@ -120,8 +136,11 @@ def latest_checkpoint(root: Path) -> Path | None:
     return path if path.is_dir() else None
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
-    """Restore weights, optimizer moments, scheduler and RNG states; returns the step to resume at."""
+def load_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> tuple[int, dict[str, torch.Tensor]]:
+    """Restore weights, optimizer moments, scheduler and RNG states; returns the step to resume at and the
+    source's tensors (empty if it kept none)."""
     params = trainable(model)
     weights = load_file(str(path / "model.safetensors"))
     missing = set(params) - set(weights)
@@ -145,4 +164,5 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True):
         group["lr"] = lr  # the scheduler writes rates only when it steps; the next update needs this one
     _set_rng_state(load_file(str(path / "state.safetensors")), meta["rng"])
-    return int(meta["step"])
+    source = path / "source.safetensors"
+    return int(meta["step"]), (load_file(str(source)) if source.is_file() else {})

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from duelist.config import load_config
     from duelist.config_files import resolve_config, split_args
-    from duelist.train.offline import train
+    from duelist.train.run import train
 
     path, overrides = split_args(args.args)
     cfg = load_config(resolve_config(path), overrides)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from duelist.games.dynamics.base import Dynamics, ExactOracle, register
 from duelist.games.matrices import Game
 
@@ -73,3 +75,48 @@ class DNO(SPPO):
 
     def _step(self, oracle: ExactOracle, eta: float) -> None:
         self.x = self.x + oracle.win_rates(self.policy) / eta
+
+
+@register
+class SPPOLoss(SPPO):
+    """SPPO as it trains (Wu et al. 2024, Algorithm 1): each iteration minimises its squared loss exactly
+    over policies, ``π_{t+1} = argmin_{π∈Δ} E_{y~π_t}(log π(y)/π_t(y) − η(P(y ≻ π_t) − ½))²`` — the tabular
+    twin of ``duelist.online`` SPPO on a one-token model.
+
+    The −½ stands in for log Z, so this is not exactly the multiplicative-weights step (``sppo``). With
+    ``a = log π_t + η(Pπ_t − ½)``, stationarity of the Lagrangian gives ``log π_{t+1} − a = λπ_{t+1}/(2π_t)``
+    for one multiplier λ. Since ``E_{π_t} P(y ≻ π_t) = ½``, Jensen gives ``Σ_y e^{a_y} ≥ 1``, so λ ≤ 0. With
+    ``z = log π_{t+1} − a``: ``z e^{−z} = λe^{a}/(2π_t)``, i.e. ``z = −W₀(−λe^{a}/(2π_t)) = −ω(log(−λ) + a −
+    log 2π_t)`` (Wright's ω), increasing in λ; λ is the root of ``Σ_y e^{a_y + z_y} = 1`` on (−∞, 0].
+    """
+
+    name = "sppo_loss"
+    paper = "Wu et al. 2024, Self-Play Preference Optimization (Algorithm 1: its squared loss minimised exactly)"
+    rule = "π_{t+1} = argmin_{π∈Δ} E_{y~π_t}(log π(y)/π_t(y) − η(P(y ≻ π_t) − ½))²"
+    rate = "no guarantee of its own; close to SPPO's MWU step when η(P − ½) is small"
+
+    def _step(self, oracle: ExactOracle, eta: float) -> None:
+        self.x = sppo_loss_step(self.policy, oracle.win_rates(self.policy), eta)
+
+
+def sppo_loss_step(pi: np.ndarray, win_rates: np.ndarray, eta: float) -> np.ndarray:
+    """log π_{t+1} of ``SPPOLoss`` (see its docstring), to machine precision."""
+    from scipy.optimize import brentq
+    from scipy.special import wrightomega
+
+    a = np.log(pi) + eta * (win_rates - 0.5)
+    log_2pi = np.log(2.0 * pi)
+
+    def z(lam: float) -> np.ndarray:
+        return np.zeros_like(a) if lam == 0 else -wrightomega(np.log(-lam) + a - log_2pi).real
+
+    def excess(lam: float) -> float:
+        return float(np.exp(a + z(lam)).sum() - 1.0)
+
+    if excess(0.0) <= 0:
+        return a  # Σ e^a = 1: already normalised
+    lo = -1.0
+    while excess(lo) > 0:
+        lo *= 2.0
+    lam = brentq(excess, lo, 0.0, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+    return a + z(lam)

@@ -1,0 +1,244 @@
+"""The online self-play source: each loop step is a round — sample, judge, build examples, score anchors.
+
+Round t on this process's share of ``train.batch_size`` prompts:
+
+1. sample K responses per prompt from the current policy π_t (``duelist.sample.samplers``; the prompt is
+   prefilled once for its K samples), with their sampling log-probs;
+2. ask the judge for each prompt's K×K preference matrix in one batched call, checked (finite, in [0, 1],
+   P + Pᵀ = 1) — a bad answer stops the round naming judge and prompt (``judges.base.judge_checked``);
+3. the method turns the judged samples into examples (pairs or single responses with numeric fields);
+4. score the examples under the method's reference — π_ref (the initial policy, or the copy it was last
+   moved to), or π_t (the policy as it is now, before the round's updates) — and any anchor fields, in the
+   micro-batches training uses, so the first update starts from log-ratio exactly 0;
+5. the loop takes ``online.passes × online.updates_per_pass`` updates; then the reference moves if the
+   method says so.
+
+Sampling is seeded by (seed, round, process), not by the global generator, so a run resumed at a round
+boundary replays the next rounds exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from duelist.config import Config, ConfigError
+from duelist.data.sources import DataError, read_records
+from duelist.data.tokenize import Example, PairTokenizer, TokenizedPair, TokenizedSample
+from duelist.judges import Judge, RewardJudge, get_judge
+from duelist.judges.base import judge_checked
+from duelist.models.reference import PrecomputedReference
+from duelist.online.registry import build_method
+from duelist.sample.pairing import JudgedGroup, self_play_weights
+from duelist.sample.samplers import Draw, GenerateSampler, Sampler
+from duelist.train.learner import Learner
+from duelist.train.loop import StepWork
+from duelist.train.plan import BatchPlan
+
+
+@dataclass(frozen=True)
+class Prompt:
+    ids: list[int]
+    text: str  # what the judge reads: the prompt text, or the last message's content
+
+
+def load_prompts(spec: str, tokenizer: Any, max_prompt_length: int) -> list[Prompt]:
+    """Every record of ``spec`` (``task:split`` or a file) with a non-empty ``prompt`` (text or messages),
+    tokenized as training tokenizes prompts, cut from the left to ``max_prompt_length`` (BOS kept)."""
+    enc = PairTokenizer(tokenizer, max_length=max_prompt_length + 1, max_prompt_length=max_prompt_length)
+    out = []
+    for r in read_records(spec, "prompts"):
+        p = r.data.get("prompt")
+        if not (isinstance(p, str) and p.strip()) and not (isinstance(p, list) and p):
+            raise DataError(f"{r.where}, field 'prompt': expected non-empty text or a list of messages, got {p!r}")
+        ids = enc.encode_prompt(p)
+        if len(ids) > max_prompt_length:
+            head = [enc.bos] if enc.adds_bos and ids[0] == enc.bos else []
+            ids = head + ids[len(ids) - (max_prompt_length - len(head)) :]
+        out.append(Prompt(ids, p if isinstance(p, str) else str(p[-1]["content"])))
+    if not out:
+        raise DataError(f"{spec}: no prompts")
+    return out
+
+
+class OnlineSource:
+    """Rounds of self-play. ``sampler``/``judge`` (optional) replace the ones the config names (the
+    one-token game twins enumerate instead of sampling)."""
+
+    def __init__(
+        self, cfg: Config, acc: Any, tokenizer: Any, sampler: Sampler | None = None, judge: Judge | None = None
+    ):
+        assert cfg.online is not None
+        o = self.o = cfg.online
+        self.cfg, self.acc, self.tokenizer = cfg, acc, tokenizer
+        if acc.num_processes > 1:
+            raise ConfigError("online runs use one process for now (prompts are not yet sharded over processes)")
+        if cfg.train.reference == "precompute":
+            raise ConfigError(
+                "train.reference=precompute computes one reference for the whole run; an online run scores its "
+                "reference every round (leave train.reference at auto)"
+            )
+        self.method = build_method(o.method)
+        self.loss = self.method.loss
+        if self.loss.needs_token_kl or self.loss.aux_models:
+            raise ConfigError(f"{self.method.name}: losses reading token KL or auxiliary models are offline-only")
+        self.prompts = load_prompts(o.prompts, tokenizer, o.max_prompt_length)
+        self.plan = BatchPlan(len(self.prompts), cfg.train.batch_size, cfg.train.seed, shuffle=cfg.data.shuffle)
+        self.total_steps = self.plan.total_steps(cfg.train.steps, cfg.train.epochs)
+        self.total_updates = self.total_steps * o.passes * o.updates_per_pass
+        self.judge = judge if judge is not None else get_judge(o.judge)
+        self.sampler: Sampler = sampler or GenerateSampler(
+            o.max_new_tokens, o.temperature, tokenizer.eos_token_id, tokenizer.pad_token_id, o.prompts_per_chunk
+        )
+        has_reward = isinstance(self.judge, RewardJudge)
+        self.reference_samples = o.reference_samples if o.reference_samples is not None else int(not has_reward)
+        self.card = {"method": {"name": self.method.name, **self.method.params}, "loss": self.method.loss_config,
+                     "judge": o.judge, "prompts": o.prompts, "rounds": self.total_steps}
+        self.initial: nn.Module | None = None
+        self.moved: nn.Module | None = None  # the reference, once moved to a copy of the policy
+
+    def attach(self, learner: Learner) -> None:
+        self.initial = learner.frozen_copy(base=True)  # before any update or resume: the starting weights
+
+    # ------------------------------------------------------------------------------------------- a round
+
+    def _seed(self, step: int, stream: int) -> int:
+        return (self.cfg.train.seed * 1_000_003 + step) * 8 + stream
+
+    def work(self, step: int, learner: Learner) -> StepWork:
+        times: dict[str, float] = {}
+        t = time.perf_counter()
+        prompts = [self.prompts[i] for i in self.plan.global_batch(step)]
+        draws = self.sampler.draw([learner.model], [1.0], [p.ids for p in prompts], self.method.k, self._seed(step, 0))
+        times["time/generate"] = time.perf_counter() - t
+        new_tokens = sum(len(s.ids) for d in draws for s in d.samples)
+
+        t = time.perf_counter()
+        texts = [[self._decode(s.ids) for s in d.samples] for d in draws]
+        mats, rewards = judge_checked(self.judge, [p.text for p in prompts], texts)
+        groups = [
+            JudgedGroup(p.ids, [s.ids for s in d.samples], m, self_play_weights(len(d.samples), d.mass),
+                        _mass(d), None if rewards is None else rewards[i])
+            for i, (p, d, m) in enumerate(zip(prompts, draws, mats, strict=True))
+        ]
+        built = [self.method.build([g]) for g in groups]
+        examples = [e for b in built for e in b]
+        times["time/judge"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        updates = self._updates(len(examples))
+        micro = [mb for u in updates[: len(updates) // self.o.passes] for mb in u]  # one pass
+        reference = self._reference(learner, examples, micro)
+        if "previous" in self.method.anchors:
+            examples = _with_previous(examples, learner.score(examples, micro))
+        times["time/score"] = time.perf_counter() - t
+
+        metrics = {**times, **self._measure(step, learner, prompts, draws, texts, rewards)}
+        metrics["gen/tokens_per_s"] = new_tokens / max(times["time/generate"], 1e-9)
+        metrics["examples"] = float(len(examples))
+        metrics["examples/prompts_kept"] = sum(1 for b in built if b) / len(groups)  # e.g. DNO's margin filter
+        return StepWork(examples, updates, reference, metrics)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _updates(self, n: int) -> list[list[list[int]]]:
+        """``passes`` × ``updates_per_pass`` updates: each pass cuts the n examples into consecutive equal
+        shares (differing by at most one example), each share into ``train.grad_accum`` micro-batches; none
+        if n = 0."""
+        if n == 0:
+            return []
+        one_pass = []
+        for share in np.array_split(np.arange(n), min(self.o.updates_per_pass, n)):
+            parts = np.array_split(share, min(self.cfg.train.grad_accum, len(share)))
+            one_pass.append([p.tolist() for p in parts])
+        return one_pass * self.o.passes
+
+    def _reference(self, learner: Learner, examples: Sequence[Example], micro: list[list[int]]) -> PrecomputedReference:
+        """π_t (refresh every round): the policy as it is now; else the initial policy or its moved copy."""
+        if not examples:
+            return PrecomputedReference(_empty(), learner.acc.device)
+        if self.method.refresh_every == 1:
+            return learner.score(examples, micro)
+        return learner.score(examples, micro, self.moved if self.moved is not None else self.initial)
+
+    def _measure(
+        self,
+        step: int,
+        learner: Learner,
+        prompts: list[Prompt],
+        draws: list[Draw],
+        texts: list[list[str]],
+        rewards: list[np.ndarray] | None,
+    ) -> dict[str, float]:
+        """The round's judge reward (if the judge has one), the policy's win-rate against reference samples
+        (if any are drawn), and KL(q‖π_ref) = E_{y~q}[log q(y) − log π_ref(y)] from the first sample of each
+        prompt (q the sampling distribution: π_t at temperature 1)."""
+        out: dict[str, float] = {}
+        if rewards is not None:
+            out["judge/reward"] = float(np.mean([r.mean() for r in rewards]))
+        first = [TokenizedSample(p.ids, d.samples[0].ids) for p, d in zip(prompts, draws, strict=True)]
+        ref = learner.score(first, [list(range(len(first)))], self.initial)
+        lq = torch.tensor([d.samples[0].logprob for d in draws], dtype=torch.float64)
+        out["kl/policy_ref"] = float((lq - ref.data["sums"].double().cpu()).mean())
+        if self.reference_samples:
+            ref_draws = self.sampler.draw([self.initial], [1.0], [p.ids for p in prompts], self.reference_samples,
+                                          self._seed(step, 1))
+            a, b, who = [], [], []
+            for i, (d, rd) in enumerate(zip(texts, ref_draws, strict=True)):
+                for y in d:
+                    for s in rd.samples:
+                        a.append(y)
+                        b.append(self._decode(s.ids))
+                        who.append(i)
+            p = self.judge.prob([prompts[i].text for i in who], a, b)
+            per_prompt = np.bincount(who, weights=p) / np.bincount(who)
+            out["judge/win_rate_vs_reference"] = float(per_prompt.mean())
+        return out
+
+    # ------------------------------------------------------------------------------------------ anchors
+
+    def finish(self, step: int, learner: Learner) -> dict[str, float]:
+        r = self.method.refresh_every
+        if r > 1 and (step + 1) % r == 0:
+            self.moved = learner.frozen_copy()
+        return {}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        if self.moved is None:
+            return {}
+        return {f"reference.{k}": v for k, v in self.moved.state_dict().items()}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], learner: Learner) -> None:
+        ref = {k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")}
+        if ref:
+            self.moved = learner.frozen_copy()
+            self.moved.load_state_dict(ref)
+
+
+def _mass(d: Draw) -> np.ndarray:
+    return d.mass if d.mass is not None else np.ones(len(d.samples))
+
+
+def _empty() -> dict[str, torch.Tensor]:
+    z = torch.zeros(0, dtype=torch.long)
+    return {"index": z, "side": z, "values": torch.zeros(0), "offsets": torch.zeros(1, dtype=torch.long),
+            "sums": torch.zeros(0)}
+
+
+def _with_previous(examples: list[Example], prev: PrecomputedReference) -> list[Example]:
+    """Pairs with π_t's sequence log-probs as the fields ``prev_chosen_logps``/``prev_rejected_logps``."""
+    sums = prev.data["sums"].double().cpu().tolist()
+    out: list[Example] = []
+    for i, e in enumerate(examples):
+        assert isinstance(e, TokenizedPair), "anchor fields are for pair losses"
+        extra = {**e.extra, "prev_chosen_logps": sums[prev.row[(i, 0)]], "prev_rejected_logps": sums[prev.row[(i, 1)]]}
+        out.append(dataclasses.replace(e, extra=extra))
+    return out
