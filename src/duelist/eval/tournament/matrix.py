@@ -11,8 +11,9 @@ by definition: two independent samples of one policy are exchangeable.
 From M:
 
 * **worst case** of policy i: ``min_{j ≠ i} M[i, j]`` and the opponent reaching it, a measured stand-in for
-  (one minus) exploitability within the field: a Nash policy's worst case is at least ½. The minimum of noisy
-  estimates is biased low; the interval reported is that entry's;
+  exploitability: ½ minus it is the exploitability within the field (``games.metrics.exploitability`` at
+  τ = 0, ``max_y P(y ≻ π) − ½``), so a Nash policy's worst case is at least ½. The minimum of noisy estimates
+  is biased low; the interval reported is that entry's;
 * **ranking**: by worst case, ties by the mean win-rate against the others, then by entry order;
 * **equilibrium**: the von Neumann winner of M (``games.nash_equilibrium``), the mixture of entrants that no
   entrant beats on average.
