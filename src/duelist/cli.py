@@ -18,6 +18,7 @@ COMMANDS = [
     "duelist.online.cli",
     "duelist.games.cli",
     "duelist.eval.commands",
+    "duelist.eval.tournament.cli",
 ]
 
 

@@ -2,9 +2,19 @@
 
 A preference game is a matrix ``P`` (``P + Pᵀ = 1``) over ``n`` responses, a reference policy ``μ`` and a
 temperature ``τ``. This package builds games, solves them exactly, runs every Nash-learning algorithm on
-them in exact or sampled mode, and measures convergence (see docs/games.md).
+them in exact or sampled mode, and measures convergence; ``cliff`` measures how far the optimal policy of a
+reward moves when the reward moves (see docs/games.md).
 """
 
+from duelist.games.cliff import (
+    exact_modulus,
+    jacobian_norm,
+    lipschitz_bound,
+    local_modulus,
+    maxmin_holder_bound,
+    optimal_policy,
+    weighted_local_modulus,
+)
 from duelist.games.dynamics import (
     ALGORITHMS,
     Dynamics,
@@ -51,6 +61,7 @@ from duelist.games.solvers import (
     bt_policy,
     condorcet_winner,
     group_rewards,
+    maxmin_from_rewards,
     maxmin_policy,
     nash_equilibrium,
     nash_md_fixed_point,
@@ -78,19 +89,26 @@ __all__ = [
     "cyclic_game",
     "cyclic_matrix",
     "duality_gap",
+    "exact_modulus",
     "exploitability",
     "fitted_log_slope",
     "game_value",
     "get_algorithm",
     "group_rewards",
+    "jacobian_norm",
     "kl",
+    "lipschitz_bound",
     "load_game",
+    "local_modulus",
+    "maxmin_from_rewards",
+    "maxmin_holder_bound",
     "maxmin_policy",
     "maxmin_value",
     "mwu_sampled_bound",
     "nash_equilibrium",
     "nash_md_bias_bound",
     "nash_md_fixed_point",
+    "optimal_policy",
     "policy_metrics",
     "population_game",
     "random_game",
@@ -99,6 +117,7 @@ __all__ = [
     "regularized_equilibrium",
     "run",
     "sampled_kl_prediction",
+    "weighted_local_modulus",
     "win_rate",
     "with_label_noise",
 ]

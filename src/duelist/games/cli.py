@@ -1,15 +1,20 @@
-"""``duelist game [NAME | --matrix P.npy [--ref mu.npy]] --tau T --algorithms a,b --steps N ...``."""
+"""``duelist game [NAME | --matrix P.npy [--ref mu.npy]] --tau T --algorithms a,b --steps N ...``, and
+``duelist game cliff [--reward 1,1,0 | --rewards "r1;r2" --aggregate sum|maxmin] --taus 0,0.1 ...`` (the
+Policy Cliff, ``duelist.games.cliff``)."""
 
 from __future__ import annotations
 
 import argparse
+
+CLIFF = "cliff"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("game", help="solve a tabular preference game and run Nash-learning algorithms on it",
                        description="Build a preference game (built-in or loaded), compute its exact equilibria, "
                        "run the chosen algorithms in exact or sampled mode and report their convergence.")
-    p.add_argument("name", nargs="?", help="built-in game name (see --list)")
+    p.add_argument("name", nargs="?", help=f"built-in game name (see --list), or {CLIFF!r}: how far the optimal "
+                   "policy of a reward moves under small reward perturbations, for several τ")
     p.add_argument("--matrix", help="preference matrix P (.npy or .csv) with P + Pᵀ = 1")
     p.add_argument("--ref", help="reference policy μ: 'uniform', 'random' (softmax of normals) or a .npy/.csv "
                    "file (default: random for built-in games, uniform with --matrix)")
@@ -27,6 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="write results to this JSON file")
     p.add_argument("--plot", help="write a convergence plot (PNG) to this file")
     p.add_argument("--list", action="store_true", help="list built-in games and algorithms, then exit")
+    c = p.add_argument_group(f"policy cliff (duelist game {CLIFF})")
+    c.add_argument("--reward", default="1,1,0",
+                   help="comma-separated reward over actions (default 1,1,0: two tied best actions)")
+    c.add_argument("--rewards", help="several group rewards, 'r1;r2;...' (each comma-separated), aggregated into "
+                   "an effective reward by --aggregate (replaces --reward)")
+    c.add_argument("--aggregate", choices=("sum", "maxmin"), default="sum",
+                   help="weighted sum (--weights, default uniform) or MaxMin over the groups (default sum)")
+    c.add_argument("--weights", help="comma-separated group weights for --aggregate sum")
+    c.add_argument("--taus", default="0,0.01,0.1,1", help="temperatures τ (default 0,0.01,0.1,1)")
+    c.add_argument("--eps-min", type=float, default=1e-4, help="smallest perturbation ‖Δr‖_∞ (default 1e-4)")
+    c.add_argument("--eps-max", type=float, default=1.0, help="largest perturbation (default 1)")
+    c.add_argument("--points", type=int, default=9, help="perturbation sizes, log-spaced (default 9)")
     p.set_defaults(run=run)
 
 
@@ -40,10 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from duelist.games.metrics import exploitability
     from duelist.games.solvers import Solution
 
+    if args.name == CLIFF:
+        return run_cliff(args)
     if args.list:
         print("games:")
         for name, (desc, _) in matrices.BUILTIN_GAMES.items():
             print(f"  {name:12s} {desc}")
+        print(f"  {CLIFF:12s} (analysis) the Policy Cliff: policy distance against reward perturbation size")
         print("algorithms:")
         for row in dynamics.algorithm_table():
             print(f"  {row['name']:12s} [{row['target']}, {row['iterate']} iterate]  {row['rule']}")
@@ -122,3 +142,78 @@ def _print_table(rows: list[dict]) -> None:
         it = r["iterations_to_tol"]
         print(f"{r['algorithm']:12s} {r['target']:13s} {r['iterate']:7s} {r['error']:9.2e} {r['gap']:9.2e} "
               f"{r['kl_to_equilibrium']:10.2e} {it if it is not None else '-':>9} {r['cost']:9d}")
+
+
+def _floats(text: str, what: str) -> list[float]:
+    from duelist.games.matrices import GameError
+
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise GameError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+
+
+def run_cliff(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from duelist.games import cliff, matrices
+
+    if args.rewards:
+        cols = [_floats(g, "--rewards") for g in args.rewards.split(";")]
+        if len({len(c) for c in cols}) != 1:
+            raise matrices.GameError(f"--rewards: every group needs the same number of actions, got {args.rewards!r}")
+        R = np.array(cols).T
+    else:
+        R = np.array(_floats(args.reward, "--reward"))[:, None]
+    n, k = R.shape
+    if n < 2:
+        raise matrices.GameError("the policy cliff needs at least 2 actions")
+    weights = np.array(_floats(args.weights, "--weights")) if args.weights else None
+    if weights is not None and weights.size != k:
+        raise matrices.GameError(f"--weights: {weights.size} weights for {k} group rewards")
+    ref = args.ref or "uniform"
+    if ref in ("uniform", "random"):
+        mu = matrices._reference(n, ref, np.random.default_rng(args.seed))
+    else:
+        mu = matrices.check_reference(matrices.read_array(Path(ref), "reference policy"), n, ref)
+    taus = _floats(args.taus, "--taus")
+    if min(taus) < 0:
+        raise matrices.GameError(f"--taus: temperatures must be >= 0, got {args.taus!r}")
+    if args.aggregate == "maxmin" and 0 in taus:
+        print("  skipping tau=0 for maxmin: its tau=0 problem is a linear programme (see docs/games.md)")
+        taus = [t for t in taus if t > 0]
+    eps = np.geomspace(args.eps_min, args.eps_max, args.points)
+    rows = cliff.cliff_sweep(R, mu, taus, eps, args.aggregate, weights)
+    how = "single reward" if k == 1 else f"{k} group rewards, {args.aggregate}"
+    shown = np.array2string(R.T.squeeze(), precision=4, separator=", ")
+    print(f"policy cliff: n={n}, {how}, reward{'s' if k > 1 else ''} {shown}")
+    _print_cliff(rows, args.aggregate)
+    if args.json:
+        out = {"rewards": R.T.tolist(), "mu": mu.tolist(), "aggregate": args.aggregate,
+               "weights": None if weights is None else weights.tolist(), "rows": rows}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.json}")
+    if args.plot:
+        from duelist.games.plots import cliff_plot
+
+        cliff_plot(args.plot, rows, title=f"policy cliff: {how}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _print_cliff(rows: list[dict], aggregate: str) -> None:
+    import math
+
+    extra = f" {'sqrt(2e/tau)':>12s}" if aggregate == "maxmin" else f" {'2tanh(e/2tau)':>13s}"
+    head = f"{'tau':>6s} {'eps':>9s} {'|dpi|_1':>9s} {'eps/tau':>9s}{extra} {'|dpi|_1*tau/eps':>15s}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        more = r["holder_bound"] if aggregate == "maxmin" else r["modulus"]
+        ratio = f"{r['distance'] / r['bound']:15.4f}" if math.isfinite(r["bound"]) else f"{'-':>15s}"
+        print(f"{r['tau']:6g} {r['eps']:9.2e} {r['distance']:9.3e} {r['bound']:9.2e} "
+              f"{more:{12 if aggregate == 'maxmin' else 13}.3e} {ratio}")

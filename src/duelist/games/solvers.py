@@ -231,13 +231,18 @@ def maxmin_policy(game: Game, max_groups: int = 12) -> tuple[np.ndarray, np.ndar
     Newton, and return the face that satisfies the KKT conditions (``w ≥ 0``; groups outside the support
     are not worse off than the common worst value). ``π`` is unique because the primal is strictly concave.
     """
-    if game.tau <= 0:
+    return maxmin_from_rewards(group_rewards(game), game.mu, game.tau, max_groups)
+
+
+def maxmin_from_rewards(R: np.ndarray, mu: np.ndarray, tau: float,
+                        max_groups: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """``maxmin_policy`` for any group rewards ``R`` (n × K, column k = group k's reward); see there."""
+    if tau <= 0:
         raise GameError("MaxMin policy: tau must be > 0")
-    R = group_rewards(game)
     k = R.shape[1]
     if k > max_groups:
         raise GameError(f"MaxMin policy: at most {max_groups} groups are supported (got {k})")
-    log_mu, tau = np.log(game.mu), game.tau
+    log_mu = np.log(mu)
     for size in range(1, k + 1):
         for face in itertools.combinations(range(k), size):
             w = _minimise_dual_on_face(R[:, face], log_mu, tau)
@@ -273,10 +278,13 @@ def _minimise_dual_on_face(R: np.ndarray, log_mu: np.ndarray, tau: float) -> np.
         d = -np.linalg.lstsq(H, g, rcond=None)[0]
         if np.abs(g).max() < 1e-13:
             return w
+        # near the minimum of a face with small rewards (nearly tied groups) the decrease Newton predicts is
+        # below D's rounding; accept steps that do not raise D beyond that rounding, or the search stalls
+        rounding = 8 * np.finfo(float).eps * (abs(f) + tau * (np.abs(log_mu + R @ w / tau).max() + 1))
         step = 1.0
         while step > 1e-12:
             f_new = dual(w + step * (Z @ d))
-            if f_new <= f + 1e-4 * step * float(g @ d):
+            if f_new <= f + 1e-4 * step * float(g @ d) + rounding:
                 break
             step *= 0.5
         if step <= 1e-12 or np.abs(w).max() > 1e6:
