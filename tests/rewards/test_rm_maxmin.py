@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from duelist.judges import EgalitarianJudge, get_judge
+from duelist.judges.population import PopulationJudge
 from duelist.rewards import get_kind
 from duelist.rewards.maxmin import (
     e_step,
@@ -101,3 +103,21 @@ def test_maxmin_loss_reads_each_users_cluster_and_rewards_the_worst_group():
     assert kind.reward(scores).tolist() == [-1.0, -2.0]
     a, b = {k: v[:1] for k, v in scores.items()}, {k: v[1:] for k, v in scores.items()}
     assert kind.logit(a, b).tolist() == [1.0 - 3.0]
+
+
+def test_egalitarian_judge_scores_with_the_worst_off_group():
+    """Two opposed groups over responses x, y: r_1 = (1, 0), r_2 = (0, 1). On the batch [x, x, y] group 2 is worse off
+    (mean ⅓ < ⅔), so the rewards are r_2 = (0, 0, 1). For P(x ≻ y) both sides form the batch, the groups tie and the
+    first is taken: σ((1 − 0)/1). The default judge uses the population's groups."""
+    table = {"x": (1.0, 0.0), "y": (0.0, 1.0)}
+
+    def groups(prompts, responses):
+        return np.array([table[r] for r in responses]).T
+
+    judge = EgalitarianJudge(groups, temperature=1.0)
+    assert judge.rewards([""] * 3, ["x", "x", "y"]).tolist() == [0.0, 0.0, 1.0]
+    assert judge.prob([""], ["x"], ["y"])[0] == pytest.approx(1 / (1 + np.exp(-1.0)))
+    pop = get_judge("egalitarian")
+    texts = ["What a wonderful, moving film!", "Bad.", "It was fine, I suppose, with a few good scenes and actors."]
+    g = PopulationJudge().group_rewards([""] * 3, texts)
+    assert pop.rewards([""] * 3, texts).tolist() == g[g.mean(1).argmin()].tolist()
