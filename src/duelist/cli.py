@@ -15,6 +15,7 @@ COMMANDS = [
     "duelist.eval.cli",
     "duelist.data.tasks.cli",
     "duelist.losses.cli",
+    "duelist.rewards.cli",
     "duelist.games.cli",
     "duelist.eval.commands",
 ]

@@ -62,6 +62,16 @@ class RewardHead(nn.Module):
         return {"rewards": rewards, "scores": scores, **more}
 
 
+def fit_normalisation(head: RewardHead, rewards: Tensor) -> tuple[Tensor, Tensor]:
+    """Store in ``head`` the per-column mean and standard deviation of raw ``rewards`` [N, G] (the head's
+    ``rewards`` output over the training pairs' responses); a column with no spread keeps std 1."""
+    mean = rewards.detach().double().mean(0)
+    std = rewards.detach().double().std(0, correction=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    head.set_normalisation(mean.to(head.norm_mean.dtype), std.to(head.norm_std.dtype))
+    return mean, std
+
+
 class ScalarHeads(RewardHead):
     """G linear rewards r_g(x, y) = w_g · h (no bias, as in TRL's and OpenRLHF's value heads).
 

@@ -46,7 +46,8 @@ def preference_score(a: HeadOutput, b: HeadOutput) -> Tensor:
 @register_kind(
     "gpm",
     paper="Zhang et al. 2024, Beyond Bradley-Terry Models: A General Preference Model (GPM)",
-    formula="s = ⟨R(x) v_w, v_l⟩, R block-diagonal skew-symmetric; −log σ((s − m)/τ)",
+    formula="s = ⟨R(x) v_w, v_l⟩, R block-diagonal skew-symmetric (eigenvalues from the prompt's last token with "
+    "prompt_head); −log σ((s − m)/τ)",
 )
 class GeneralPreference(Kind):
     """General preference embedding model: a 2k-dimensional embedding per response and a skew-symmetric

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, get_type_hints
 
@@ -35,6 +35,17 @@ from duelist.models.heads import HeadOutput
 
 Bounds = tuple[float | None, float | None]
 USER_FIELD = "user"
+
+
+def index_users(values: Sequence[float]) -> tuple[list[int], Tensor]:
+    """Per-pair ``user`` values (validated numbers) → (the distinct user ids, sorted: the head's user rows and the
+    card's ``users``; each pair's row index, [P])."""
+    ints = [int(v) for v in values]
+    if any(i != v for i, v in zip(ints, values, strict=True)):
+        raise ValueError("user ids must be whole numbers")
+    ids = sorted(set(ints))
+    row = {u: i for i, u in enumerate(ids)}
+    return ids, torch.tensor([row[u] for u in ints], dtype=torch.long)
 
 
 class KindConfigError(ValueError):
