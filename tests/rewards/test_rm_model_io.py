@@ -99,6 +99,9 @@ def test_saved_model_scores_like_the_one_in_memory(name, tiny_tokenizer, tmp_pat
             single = head(hidden, states[0][:, 1], row)
         for k in single:
             torch.testing.assert_close(after[k][i : i + 1], single[k], atol=1e-5, rtol=1e-5)
+    if kind.reads_user and not kind.user_scores:  # MaxMin: users pick clusters in training, not in scoring
+        no_users = loaded.outputs(PROMPTS, RESPONSES)
+        assert torch.equal(no_users["rewards"], after["rewards"]) and "cluster" not in no_users
     card = read_card(folder)
     assert card.kind == {"name": name, **kind.params}
     assert card.training_data == {"train": "unit-test"}
@@ -214,3 +217,19 @@ def test_bad_folders_fail_clearly(tiny_tokenizer, tmp_path):
     assert read_card(folder).kind == {"name": "bt", **kind2.params}
     assert sorted(p.name for p in tmp_path.iterdir()) == [CARD, "rm"]  # no temporary or old folder left behind
     assert math.isfinite(float(load_reward_model(folder).rewards(PROMPTS, RESPONSES)[0]))
+
+
+def test_saving_a_head_that_does_not_fit_its_users_is_refused(tiny_tokenizer, tmp_path):
+    """A PAL head with 3 user rows saved with 2 user ids fails before anything is written."""
+    kind, head, backbones = _build("pal-b", tiny_tokenizer)
+    with pytest.raises(ValueError, match="the head to save: does not match"):
+        save_reward_model(
+            tmp_path / "rm",
+            kind=kind,
+            head=head,
+            backbones=backbones,
+            tokenizer=tiny_tokenizer,
+            base_model="t",
+            users=[1, 2],
+        )
+    assert list(tmp_path.iterdir()) == []

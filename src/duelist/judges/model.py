@@ -3,8 +3,8 @@
 Kinds with a scalar reward give a ``RewardJudge`` (best-of-N ranks candidates by their rewards; ``rewards`` are
 standardised with the training statistics); pairwise kinds (GPM) give a judge whose ``matrix`` embeds each of
 the K responses once. Either way P(a ≻ b) is the model's own preference (``Kind.prob``). The model re-tokenizes
-the texts with its own tokenizer, so it may differ from the policy's. Per-user kinds (PAL, MaxMin's clusters
-are not per user at judging time) need ``user=<id>``.
+the texts with its own tokenizer, so it may differ from the policy's. Kinds whose preference is a user's (PAL)
+need ``user=<id>``; MaxMin judges for the worst-off group and needs none.
 """
 
 from __future__ import annotations

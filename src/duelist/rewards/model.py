@@ -119,16 +119,19 @@ def save_reward_model(
         max_prompt_length=max_prompt_length,
         metrics=dict(metrics or {}),
     )
+    state = {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}
+    _check_head(kind, state, card, "the head to save")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
     try:
         for name, base in zip(names, bases, strict=True):
             base.save_pretrained(tmp / name, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, tmp / HEAD)
+        save_file(state, tmp / HEAD)
         (tmp / CARD).write_text(card.model_dump_json(indent=1))
         if path.exists():
             old = path.with_name(f".old-{path.name}")
+            shutil.rmtree(old, ignore_errors=True)  # left by an interrupted replacement
             path.rename(old)
             tmp.rename(path)
             shutil.rmtree(old)
@@ -138,6 +141,21 @@ def save_reward_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _check_head(kind: Kind, state: dict[str, Tensor], card: ModelCard, where: str) -> nn.Module:
+    """A fresh head of ``kind`` for the card's sizes, loaded with ``state``; an error naming ``where`` if any tensor
+    is missing, extra or of another shape."""
+    head = kind.make_head(card.hidden_size, card.num_users)
+    expected = head.state_dict()
+    bad = sorted(set(state) ^ set(expected)) or [k for k in state if state[k].shape != expected[k].shape]
+    if bad:
+        raise ValueError(
+            f"{where}: does not match a {kind.name!r} head for {card.hidden_size} hidden units and "
+            f"{card.num_users} users (tensor {bad[0]!r})"
+        )
+    head.load_state_dict(state)
+    return head
 
 
 def read_card(path: str | Path) -> ModelCard:
@@ -194,7 +212,7 @@ class RewardModel:
         return pair.prompt, pair.chosen
 
     def _user_rows(self, users: Sequence[int | str] | None, n: int) -> Tensor | None:
-        if not self.kind.reads_user:
+        if not self.kind.reads_user or (users is None and not self.kind.user_scores):
             return None
         if users is None:
             raise ValueError(f"model kind {self.kind.name!r} scores per user: pass users (ids: {self.card.users[:5]}…)")
@@ -308,16 +326,7 @@ def load_reward_model(
     kind = build_kind(card.kind, prefix=f"{path / CARD}: kind")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     backbones = [AutoModel.from_pretrained(path / b, dtype=dtype).to(dev) for b in card.backbones]
-    head = kind.make_head(card.hidden_size, card.num_users)
-    state = load_file(path / HEAD)
-    expected = head.state_dict()
-    bad = sorted(set(state) ^ set(expected)) or [k for k in state if state[k].shape != expected[k].shape]
-    if bad:
-        raise ValueError(
-            f"{path / HEAD}: does not match a {kind.name!r} head for {card.hidden_size} hidden units and "
-            f"{card.num_users} users (tensor {bad[0]!r})"
-        )
-    head.load_state_dict(state)
+    head = _check_head(kind, load_file(path / HEAD), card, str(path / HEAD))
     head.to(device=dev, dtype=dtype or next(backbones[0].parameters()).dtype)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:

@@ -60,6 +60,7 @@ def norm_bound(ideal: Tensor, bound: float) -> Tensor:
 
 class _Pal(Kind):
     reads_user = True
+    user_scores = True
 
     def _dim(self, hidden_size: int) -> int:
         return self.dim if self.dim is not None else hidden_size

@@ -75,6 +75,7 @@ class Kind(ABC):
     # what the head reads and gives (a kind may set these per instance, from its parameters)
     reads_prompt: bool = False
     reads_user: bool = False
+    user_scores: bool = False  # scoring (not only training) needs a user: the preference is a user's
     backbones: int = 1
     has_reward: bool = True
     params: dict[str, Any]
