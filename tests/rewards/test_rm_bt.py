@@ -124,12 +124,13 @@ def test_bt_metrics():
     assert m["rewards/std"].tolist() == pytest.approx([math.sqrt(1.25)] * 2)
 
 
-def test_bt_cannot_fit_a_cycle():
+@pytest.mark.parametrize("seed", range(5))
+def test_bt_cannot_fit_a_cycle(seed):
     """On a balanced 3-cycle (a ≻ b, b ≻ c, c ≻ a) the margins sum to 0, so by convexity of ℓ(z) = log(1 + e^{−z})
     the mean loss is ≥ ℓ(mean margin) = ℓ(0) = log 2, with equality at equal rewards: BT's best is log 2."""
-    r = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)).requires_grad_()
     kind = get_kind("bt")
-    opt = torch.optim.LBFGS([r], max_iter=200, tolerance_grad=1e-12, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([r], max_iter=200, tolerance_grad=1e-12, tolerance_change=0, line_search_fn="strong_wolfe")
     win, lose = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0])
 
     def closure():

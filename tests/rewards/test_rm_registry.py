@@ -39,6 +39,9 @@ def test_parameters_are_validated_with_valid_choices_listed():
         build_kind({"name": "rm"}, prefix="model.kind")
     with pytest.raises(KindConfigError, match="expected a mapping with a name"):
         build_kind({"k": 1})
+    assert BradleyTerry(margin=True).params == {"center_rewards_coefficient": 0.0, "margin": True}
+    with pytest.raises(KindConfigError, match="center_rewards_coefficient"):
+        BradleyTerry(center_rewards_coefficient=-1)
 
 
 def test_docs_table_is_generated_and_the_cli_prints_it(capsys, monkeypatch):

@@ -19,6 +19,7 @@ validation, error messages, ``duelist reward-kinds`` and the table in ``docs/rew
 
 from __future__ import annotations
 
+import functools
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -158,6 +159,16 @@ def register_kind(name: str, *, paper: str, formula: str) -> Callable[[type[Kind
             defaults=defaults,
         )
         _REGISTRY[name] = cls.spec
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def validated_init(self: Kind, **params: Any) -> None:
+            # constructing a kind directly validates like build_kind, and keeps the parameters for its card
+            checked = validate_params(cls.spec, params)
+            init(self, **checked)
+            self.params = checked
+
+        cls.__init__ = validated_init  # type: ignore[method-assign]
         return cls
 
     return deco
@@ -215,10 +226,7 @@ def build_kind(config: Mapping[str, Any], prefix: str = "kind") -> Kind:
         )
     config = dict(config)
     spec = get_spec(config.pop("name"), prefix)
-    params = validate_params(spec, config, prefix)
-    kind = spec.cls(**params)
-    kind.params = params
-    return kind
+    return spec.cls(**validate_params(spec, config, prefix))
 
 
 def list_kinds() -> list[dict[str, Any]]:
