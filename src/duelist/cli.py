@@ -16,6 +16,7 @@ COMMANDS = [
     "duelist.data.tasks.cli",
     "duelist.losses.cli",
     "duelist.online.cli",
+    "duelist.rewards.cli",
     "duelist.games.cli",
     "duelist.eval.commands",
     "duelist.eval.tournament.cli",

@@ -56,6 +56,20 @@ class ModelConfig(Section):
         return v
 
 
+class RewardAugmentConfig(Section):
+    """Goal-conditioned pairs from rated pairs (duelist.data.transforms.reward_augment)."""
+
+    chosen: str = "score_chosen"
+    """Record field with the chosen response's rating."""
+    rejected: str = "score_rejected"
+    low: float | None = None
+    """Bottom of the rating scale named in the goal prompt (``None``: the data's smallest rating)."""
+    high: float | None = None
+    placement: Literal["system", "user"] = "system"
+    drop_inconsistent: bool = True
+    """Drop pairs whose chosen rating is below the rejected one."""
+
+
 class DataConfig(Section):
     train: str = "positive-review"
     """A built-in task name, a file (.jsonl/.json/.parquet/.csv), a directory, or ``hf:<dataset name>``."""
@@ -67,6 +81,11 @@ class DataConfig(Section):
     shuffle: bool = True
     """Visit pairs in a seeded random order each epoch (``false``: file order)."""
     limit: int | None = Field(None, gt=0)
+    reward_augment: RewardAugmentConfig | None = None
+    """Relabel rated pairs into goal-conditioned pairs, both directions (the data set doubles)."""
+    flip_rate: float = Field(0.0, ge=0, lt=0.5)
+    """Label noise: swap chosen and rejected for this share of the pairs (seeded; each records ``flipped``)."""
+    flip_seed: int = 0
 
 
 class OptimConfig(Section):

@@ -3,12 +3,14 @@
 from duelist.config import ConfigError
 from duelist.data.sources import DataError
 from duelist.losses import LossConfigError
+from duelist.rewards.registry import KindConfigError
 from duelist.train.checkpoint import CheckpointError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     DataError,
     LossConfigError,
+    KindConfigError,
     CheckpointError,
     FileExistsError,
     FileNotFoundError,

@@ -85,6 +85,20 @@ TASKS: dict[str, Task] = {
             judge=None,
             licences=("LICENSE",),
         ),
+        Task(
+            name="plural-review",
+            description=(
+                "Per-user labels: 50 simulated users, each a mixture of the population judge's groups (a primary group "
+                "by share, 20% Dirichlet mix), label pairs of default-model samples through their own Bradley-Terry "
+                "reward. 'train': users 0-39, positive-review's 1,024 training pairs labelled by 2 users each; "
+                "held-out users 40-49 on test prompts: 'fit' (10 pairs each, few-shot) and 'test' (50 each). Records "
+                "carry user, group, weights, p_user."
+            ),
+            folder="plural_review",
+            splits={"train": "train.jsonl.gz", "fit": "fit.jsonl.gz", "test": "test.jsonl.gz"},
+            judge="population",
+            licences=("LICENSE-movie-snippets.txt",),
+        ),
     ]
 }
 

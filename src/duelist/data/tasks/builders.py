@@ -19,6 +19,7 @@ from rich.console import Console
 
 from duelist.data.tasks import HERE
 from duelist.data.tasks.judged_builders import build_finegrained_qa, build_intransitive_review
+from duelist.data.tasks.plural_builders import build_plural_review
 
 PROMPT_TEMPLATE = "Continue this movie review: {opening}"
 console = Console(stderr=True)
@@ -144,4 +145,5 @@ BUILDERS = {
     "hh-harmless": _build_hh,
     "intransitive-review": build_intransitive_review,
     "finegrained-qa": build_finegrained_qa,
+    "plural-review": build_plural_review,
 }
