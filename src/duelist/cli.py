@@ -17,6 +17,7 @@ COMMANDS = [
     "duelist.losses.cli",
     "duelist.games.cli",
     "duelist.eval.commands",
+    "duelist.data.check_cli",
 ]
 
 
