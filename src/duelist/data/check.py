@@ -195,13 +195,13 @@ def plan_report(cfg: Config, pairs: int) -> PlanReport:
 def output_report(cfg: Config) -> str:
     """The output folder as a run would find it; reads, never writes."""
     from duelist.train.checkpoint import CheckpointError, latest_intact_checkpoint
-    from duelist.train.lock import _describe, holder, run_files
+    from duelist.train.lock import describe_holder, holder, run_files
     from duelist.train.resume_guard import math_changes
 
     out = Path(cfg.train.output_dir)
     busy = holder(out)
     if busy is not None:
-        return f"{out}: in use by {_describe(busy)}; a run here now would stop"
+        return f"{out}: in use by {describe_holder(busy)}; a run here now would stop"
     if not run_files(out):
         return f"{out}: empty, a new run starts here"
     try:

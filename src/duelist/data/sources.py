@@ -152,6 +152,10 @@ def _read_dataset(ds: Any, name: str) -> Iterator[Record]:
         yield Record(name, i, row)
 
 
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {next(iter(str(e).strip().splitlines()), '')}"
+
+
 def _load_saved(path: Path, split: str) -> Any:
     """A folder written by ``datasets``' ``save_to_disk`` (one dataset, or a dict of splits)."""
     import datasets
@@ -159,8 +163,7 @@ def _load_saved(path: Path, split: str) -> Any:
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # anything failing inside load_from_disk: this folder is unreadable
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise DataError(f"{path}: cannot load this saved dataset ({type(e).__name__}: {first})") from None
+        raise DataError(f"{path}: cannot load this saved dataset ({_why(e)})") from None
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise DataError(f"{path}: no split {split!r} in this saved dataset; splits: {', '.join(ds)}")
@@ -186,7 +189,11 @@ def _read_path(s: str, split: str) -> list[Record]:
     if s.startswith("hf:"):
         import datasets
 
-        return list(_read_dataset(datasets.load_dataset(s[3:], split=split), s))
+        try:
+            ds = datasets.load_dataset(s[3:], split=split)
+        except Exception as e:  # not found, offline, no such split: all "this name cannot be loaded"
+            raise DataError(f"{s}: cannot load this dataset, split {split!r} ({_why(e)})") from None
+        return list(_read_dataset(ds, s))
     path = Path(s).expanduser()
     if path.is_file():
         return list(read_file(path))

@@ -25,7 +25,7 @@ class RunLockedError(RuntimeError):
     """Another live process holds the output folder's lock."""
 
 
-def _describe(holder: dict[str, Any] | None) -> str:
+def describe_holder(holder: dict[str, Any] | None) -> str:
     if not holder:
         return "another process (it has not written its name yet)"
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
@@ -63,7 +63,7 @@ class RunLock:
             except BlockingIOError:
                 os.close(fd)
                 raise RunLockedError(
-                    f"{self.folder} is in use by {_describe(_read(self.path))}; wait for that run to finish, "
+                    f"{self.folder} is in use by {describe_holder(_read(self.path))}; wait for that run to finish, "
                     "stop it, or set another train.output_dir"
                 ) from None
             # the holder may have removed the file between our open and our flock: then we locked an
