@@ -3,8 +3,8 @@ time with ``duelist train CONFIG --resume``, and compare with an uninterrupted r
 
 Only the public command line is used (subprocesses), so this checks whatever the training loop is.
 Kill points alternate between two kinds:
-* ``random``: a uniform instant between the uninterrupted run's first logged step and its end, counted
-  from the process's start (so some fall in the start-up of a resumed process, most in training);
+* ``random``: a quarter uniform in the process's start-up, the others after a step drawn uniformly among
+  those it has left, plus a uniform fraction of a step (some of these land in a checkpoint write too);
 * ``write``: the moment a checkpoint (or ``final/``) is being written, i.e. as soon as a temporary
   ``.tmp-*`` directory appears in the run folder, before its atomic rename.
 A chain starts a fresh run folder and kills and resumes it until a process finishes on its own; then its
@@ -120,28 +120,64 @@ def _temporary(run: Path) -> set[Path]:
     return {p for d in (run, run / "checkpoints") if d.is_dir() for p in d.iterdir() if p.name.startswith(".tmp-")}
 
 
-def kill_at(proc: subprocess.Popen, run: Path, mode: str, setup: Setup, rng: random.Random) -> bool | None:
-    """Kill ``proc`` at an instant drawn by ``mode``. None if it finished first, else whether the kill
-    came while a checkpoint was being written (a new temporary directory was left behind)."""
+def _resume_step(run: Path) -> int:
+    """The step a resumed process starts at (its newest intact checkpoint)."""
+    from duelist.train.checkpoint import CheckpointError, latest_intact_checkpoint
+
+    try:
+        found = latest_intact_checkpoint(run)
+    except CheckpointError:
+        return 0
+    return found.step if found else 0
+
+
+def _logged_since(run: Path, since: float) -> dict[int, float]:
+    path = run / "metrics.jsonl"
+    return losses(run) if path.exists() and path.stat().st_mtime >= since else {}
+
+
+def kill_at(proc: subprocess.Popen, run: Path, mode: str, setup: Setup, rng: random.Random) -> str | None:
+    """Kill ``proc`` (just started) at an instant drawn by ``mode``; None if it finished first, else
+    where the kill landed: ``write`` (a checkpoint or ``final/`` was being written: a new temporary
+    directory is left behind), ``start-up`` (before the first step) or ``training``.
+
+    ``random`` draws a quarter of its instants uniformly in the start-up, the others after a step drawn
+    uniformly among those left, plus a uniform fraction of a step; ``write`` waits for a write to begin."""
+    started, wall = time.monotonic(), time.time()
     before = _temporary(run)
-    wait = rng.uniform(setup.first_step, setup.duration) if mode == "random" else 4 * setup.duration
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and proc.poll() is None:
-        if mode == "write" and _temporary(run) - before:
+    step_time = (setup.duration - setup.first_step) / setup.steps
+    startup = mode == "random" and rng.random() < 0.25
+    delay = rng.uniform(0, 0.9 * setup.first_step) if startup else rng.uniform(0, step_time)
+    after_step = rng.randint(min(_resume_step(run) + 1, setup.steps), setup.steps)
+    fired: float | None = None
+    while proc.poll() is None:
+        now = time.monotonic()
+        if mode == "write":
+            if _temporary(run) - before:
+                break
+        elif startup:
+            if now - started >= delay:
+                break
+        elif fired is None:
+            if after_step in _logged_since(run, wall):
+                fired = now
+        elif now - fired >= delay:
             break
         time.sleep(0.0005)
     if proc.poll() is not None:
         return None
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    return bool(_temporary(run) - before)
+    if _temporary(run) - before:
+        return "write"
+    return "training" if _logged_since(run, wall) else "start-up"
 
 
 @dataclass
 class KillPoint:
     chain: int
-    mode: str
-    during_write: bool
+    mode: str  # how the instant was drawn: random or write
+    landed: str  # where it landed: start-up, training or write
     exact: bool = True
 
 
@@ -154,10 +190,10 @@ def chain(setup: Setup, number: int, max_kills: int, rng: random.Random) -> list
         mode = ("random", "write")[(number + len(points)) % 2]
         proc = subprocess.Popen(setup.command(run, resume), env=setup.env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
-        during_write = kill_at(proc, run, mode, setup, rng) if len(points) < max_kills else None
+        landed = kill_at(proc, run, mode, setup, rng) if len(points) < max_kills else None
         err = proc.communicate()[1].decode(errors="replace")
-        if during_write is not None:
-            points.append(KillPoint(number, mode, during_write))
+        if landed is not None:
+            points.append(KillPoint(number, mode, landed))
         else:
             if proc.returncode != 0:
                 raise RuntimeError(f"chain {number}: the resumed run failed:\n{err[-3000:]}")
@@ -180,7 +216,7 @@ def soak(setup: Setup, kills: int, seed: int = 0, per_chain: int = 6) -> list[Ki
         points += chain(setup, number, min(per_chain, kills - len(points)), rng)
         number += 1
         print(f"  chain {number}: {len(points)} kill points so far, {sum(p.exact for p in points)} exact, "
-              f"{sum(p.during_write for p in points)} during writes", flush=True)
+              f"{sum(p.landed == 'write' for p in points)} during writes", flush=True)
     return points
 
 
@@ -200,11 +236,12 @@ def main() -> int:
         print(f"uninterrupted run: {a.steps} steps, first logged at {setup.first_step:.1f}s, done at "
               f"{setup.duration:.1f}s (measured under whatever load runs here)", flush=True)
         points = soak(setup, a.kills, a.seed, a.per_chain)
-    writes = sum(p.during_write for p in points)
     exact = sum(p.exact for p in points)
+    landed = {k: sum(p.landed == k for p in points) for k in ("start-up", "training", "write")}
     print(f"kill points: {len(points)}: {sum(p.mode == 'random' for p in points)} at random instants, "
-          f"{sum(p.mode == 'write' for p in points)} when a write began; {writes} of all landed while a "
-          "checkpoint or final/ was being written")
+          f"{sum(p.mode == 'write' for p in points)} when a write began; landed in start-up "
+          f"{landed['start-up']}, in training {landed['training']}, while a checkpoint or final/ was being "
+          f"written {landed['write']}")
     print(f"exact resumes: {exact}/{len(points)} (bit-identical per-step losses and final weights)")
     return 0 if exact == len(points) else 1
 

@@ -37,7 +37,7 @@ def test_killed_runs_resume_exactly(soak, setup):
     points = soak.soak(setup, kills=4, seed=1, per_chain=4)
     assert len(points) == 4 and [p.mode for p in points] == ["random", "write", "random", "write"]
     assert all(p.exact for p in points), points
-    assert any(p.during_write for p in points)  # a write-timed kill lands before the write's atomic rename
+    assert any(p.landed == "write" for p in points)  # a write-timed kill lands before the write's atomic rename
 
 
 def test_damaged_newest_checkpoint_falls_back_and_resumes_exactly(soak, setup):
