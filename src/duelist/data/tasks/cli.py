@@ -29,7 +29,11 @@ def run(args: argparse.Namespace) -> int:
         from duelist.data.tasks.builders import BUILDERS
 
         if args.name not in BUILDERS:
-            raise KeyError(f"no builder for {args.name!r}; buildable: {', '.join(BUILDERS)}")
+            import sys
+
+            print(f"duelist tasks: error: no builder for {args.name!r}; buildable: {', '.join(BUILDERS)}",
+                  file=sys.stderr)
+            return 2
         out = args.out or tasks.HERE / tasks.get(args.name).folder
         BUILDERS[args.name](args.source, out, samples=args.samples, limit=args.limit)
         return 0
