@@ -69,7 +69,7 @@ def test_hh_real_records_split_at_last_assistant_turn():
 )
 def test_invalid_records_name_file_record_field(data, field, reason):
     with pytest.raises(DataError) as e:
-        validate([rec(STD, 1), rec(data, 7)])
+        validate([rec(data, 7)])
     msg = str(e.value)
     assert "f.jsonl, record 7" in msg and f"field {field!r}" in msg and reason in msg
 

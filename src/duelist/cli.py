@@ -20,6 +20,7 @@ COMMANDS = [
     "duelist.games.cli",
     "duelist.eval.commands",
     "duelist.eval.tournament.cli",
+    "duelist.data.check_cli",
 ]
 
 
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `duelist tasks | head -3`: the reader left; stop quietly as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
+        return 141
     except Exception as e:  # known user errors get one clean line, everything else a traceback
         from duelist.errors import USER_ERRORS
 

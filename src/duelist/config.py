@@ -34,6 +34,9 @@ class ModelConfig(Section):
     name: str = "default"
     """``default`` (embedded SmolLM2-135M-Instruct), an HF model directory, a hub id, or a ``.gguf`` file."""
     gguf_file: str | None = None
+    trust_remote_code: bool = False
+    """Let transformers run Python code shipped with the model (its ``auto_map``) when loading the model and
+    its tokenizer. Off: such code runs only if you set this for a model whose code you trust."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """``auto``: float32 on CPU, bfloat16 on GPU."""
     lora: LoraConfig | None = None

@@ -41,15 +41,29 @@ class PreferenceExample:
     source: str = ""
     number: int = 0
     extra: dict[str, float] = dataclasses.field(default_factory=dict, compare=False)
+    implicit_prompt: bool = dataclasses.field(default=False, compare=False)
+    """The record had no ``prompt`` field: the prompt is the shared prefix of the two transcripts."""
 
     @property
     def conversational(self) -> bool:
         return isinstance(self.prompt, list)
 
+    @property
+    def format(self) -> str:
+        """``standard`` or ``conversational``, with ``, implicit prompt`` when the record had no prompt."""
+        kind = "conversational" if self.conversational else "standard"
+        return f"{kind}, implicit prompt" if self.implicit_prompt else kind
+
 
 def _messages(record: Record, field: str, value: Any) -> Messages:
-    if not isinstance(value, list) or not value:
-        raise RecordError(record, field, "expected a non-empty list of {role, content} messages")
+    if isinstance(value, dict):
+        raise RecordError(record, field, "expected text or a list of {role, content} messages, got one object "
+                          "(a single message must still be in a list)")
+    if not isinstance(value, list):
+        raise RecordError(record, field, f"expected text or a list of {{role, content}} messages, got "
+                          f"{type(value).__name__} {value!r:.40}")
+    if not value:
+        raise RecordError(record, field, "expected a non-empty list of {role, content} messages, got []")
     out = []
     for i, m in enumerate(value):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
@@ -63,8 +77,10 @@ def _messages(record: Record, field: str, value: Any) -> Messages:
 
 
 def _value(record: Record, field: str) -> str | Messages:
-    if field not in record.data or record.data[field] is None:
+    if field not in record.data:
         raise RecordError(record, field, "missing")
+    if record.data[field] is None:
+        raise RecordError(record, field, "null (expected text or a list of {role, content} messages)")
     v = record.data[field]
     if isinstance(v, str):
         if not v.strip():
@@ -133,7 +149,8 @@ def to_example(record: Record, fields: Mapping[str, Bounds] | None = None) -> Pr
     chosen, rejected = _value(record, "chosen"), _value(record, "rejected")
     if type(chosen) is not type(rejected):
         raise RecordError(record, "rejected", "must have the same type as 'chosen' (text or messages)")
-    if "prompt" in record.data and record.data["prompt"] is not None:
+    implicit = "prompt" not in record.data  # a null prompt is an error, not an implicit one
+    if not implicit:
         prompt = _value(record, "prompt")
         if type(prompt) is not type(chosen):
             raise RecordError(record, "prompt", "must have the same type as 'chosen' (text or messages)")
@@ -153,13 +170,18 @@ def to_example(record: Record, fields: Mapping[str, Bounds] | None = None) -> Pr
     if chosen == rejected:
         raise RecordError(record, "rejected", "identical to 'chosen'")
     extra = numeric_fields(record, fields or {})
-    return PreferenceExample(prompt, chosen, rejected, record.source, record.number, extra)
+    return PreferenceExample(prompt, chosen, rejected, record.source, record.number, extra, implicit)
 
 
 @dataclass
 class Validated:
     examples: list[PreferenceExample]
     skipped: list[RecordError]
+
+    @property
+    def format(self) -> str:
+        """The one format of every kept example (``validate`` refuses a mix)."""
+        return self.examples[0].format
 
     def summary(self, limit: int = 5) -> str:
         if not self.skipped:
@@ -169,12 +191,44 @@ class Validated:
         return f"{len(self.examples)} examples, skipped {len(self.skipped)} invalid: {shown}{more}"
 
 
+def record_format(record: Record) -> str | None:
+    """The format a raw record is written in (as ``PreferenceExample.format``), or None when its
+    ``chosen`` is neither text nor messages (validation names that problem)."""
+    chosen = record.data.get("chosen")
+    if not isinstance(chosen, str | list):
+        return None
+    kind = "conversational" if isinstance(chosen, list) else "standard"
+    return f"{kind}, implicit prompt" if "prompt" not in record.data else kind
+
+
+def check_one_format(records: list[Record]) -> None:
+    """Refuse a source mixing formats (text with messages, or records with and without a prompt): they
+    render differently, so a mix is almost always two data sets concatenated by mistake. The error names
+    the first record of the other format."""
+    first, first_fmt = None, None
+    for r in records:
+        fmt = record_format(r)
+        if fmt is None:
+            continue
+        if first is None:
+            first, first_fmt = r, fmt
+        elif fmt != first_fmt:
+            field = "prompt" if ("prompt" in r.data) != ("prompt" in first.data) else "chosen"
+            raise RecordError(
+                r, field, f"a {fmt} record in a source whose first record ({first.where}) is {first_fmt}; "
+                "one source must hold one format"
+            )
+
+
 def validate(
     records: Iterable[Record], on_invalid: str = "error", fields: Mapping[str, Bounds] | None = None
 ) -> Validated:
     """Validate every record before anything trains. ``on_invalid="error"`` raises a ``DataError``
-    listing the bad records (file, record number, field); ``"skip"`` drops them and reports which.
+    naming the first bad record (file, record number, field) and counting the others; ``"skip"`` drops
+    them and reports which. A source that mixes formats is an error either way (``check_one_format``).
     ``fields``: numeric per-pair fields every record must carry (name → (low, high) bounds)."""
+    records = list(records)
+    check_one_format(records)
     examples, errors = [], []
     for r in records:
         try:
@@ -182,9 +236,9 @@ def validate(
         except RecordError as e:
             errors.append(e)
     if errors and on_invalid == "error":
-        shown = "\n  ".join(str(e) for e in errors[:10])
-        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
-        raise DataError(f"{len(errors)} invalid record(s); fix them or set data.on_invalid=skip:\n  {shown}{more}")
+        n = len(errors) - 1
+        more = f" (and {n} more invalid records: `duelist check CONFIG` lists them)" if n else ""
+        raise DataError(f"{errors[0]}{more}; fix the data or set data.on_invalid=skip")
     if not examples:
-        raise DataError("no valid records")
+        raise DataError(f"no valid records: all {len(errors)} are invalid, the first: {errors[0]}")
     return Validated(examples, errors)

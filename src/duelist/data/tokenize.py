@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from duelist.data.formats import PreferenceExample
+from duelist.data.sources import DataError
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,15 @@ def render(tokenizer: Any, example: PreferenceExample) -> tuple[str, str, str]:
     if not example.conversational:
         return example.prompt, example.chosen, example.rejected  # type: ignore[return-value]
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(
+        raise DataError(
             f"{example.source}, record {example.number}: conversational data needs a tokenizer with a chat template"
         )
-    prompt = tokenizer.apply_chat_template(example.prompt, tokenize=False, add_generation_prompt=True)
+    prompt = _template(tokenizer, example, "prompt", example.prompt, add_generation_prompt=True)
     out = [prompt]
-    for resp in (example.chosen, example.rejected):
-        full = tokenizer.apply_chat_template(list(example.prompt) + list(resp), tokenize=False)
+    for name, resp in (("chosen", example.chosen), ("rejected", example.rejected)):
+        full = _template(tokenizer, example, name, list(example.prompt) + list(resp))
         if not full.startswith(prompt):
-            raise ValueError(
+            raise DataError(
                 f"{example.source}, record {example.number}: the chat template does not render the prompt "
                 "as a prefix of the full conversation, so prompt tokens cannot be masked"
             )
@@ -70,6 +71,17 @@ def render(tokenizer: Any, example: PreferenceExample) -> tuple[str, str, str]:
 
 
 Example = TokenizedPair | TokenizedSample  # what a learner trains on: a pair, or one response (pointwise losses)
+
+
+def _template(tokenizer: Any, example: PreferenceExample, field: str, messages: Any, **kw: Any) -> str:
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, **kw)
+    except TemplateError as e:  # templates raise on conversations they refuse (e.g. roles out of order)
+        raise DataError(
+            f"{example.source}, record {example.number}, field {field!r}: the chat template refuses it ({e})"
+        ) from None
 
 
 class PairTokenizer:
@@ -114,14 +126,24 @@ class PairTokenizer:
             return ids[: len(ids) - ids[::-1].index(self.eos)]
         return [*ids, self.eos]
 
-    def __call__(self, example: PreferenceExample) -> TokenizedPair | None:
+    def token_ids(self, example: PreferenceExample) -> tuple[list[int], list[int], list[int]]:
+        """Prompt, chosen and rejected ids before any truncation (``duelist check`` reports their lengths)."""
         p_text, c_text, r_text = render(self.tok, example)
-        prompt, chosen, rejected = self._prompt_ids(p_text), self._response_ids(c_text), self._response_ids(r_text)
+        return self._prompt_ids(p_text), self._response_ids(c_text), self._response_ids(r_text)
+
+    def __call__(self, example: PreferenceExample) -> TokenizedPair | None:
+        return self.fit(*self.token_ids(example), example.extra)
+
+    def fit(
+        self, prompt: list[int], chosen: list[int], rejected: list[int], extra: dict[str, float] | None = None
+    ) -> TokenizedPair | None:
+        """Apply the length limits to untruncated ids: the pair as is, truncated, or None (dropped)."""
+        extra = dict(extra or {})
         fits = len(prompt) <= self.max_prompt_length and len(prompt) + max(len(chosen), len(rejected)) <= (
             self.max_length
         )
         if fits:
-            return TokenizedPair(prompt, chosen, rejected, extra=dict(example.extra))
+            return TokenizedPair(prompt, chosen, rejected, extra=extra)
         if self.truncation == "drop":
             return None
         if len(prompt) > self.max_prompt_length:
@@ -129,7 +151,7 @@ class PairTokenizer:
             head = [self.bos] if self.adds_bos and prompt[0] == self.bos else []
             prompt = head + prompt[len(prompt) - (keep - len(head)) :]
         room = self.max_length - len(prompt)
-        return TokenizedPair(prompt, chosen[:room], rejected[:room], truncated=True, extra=dict(example.extra))
+        return TokenizedPair(prompt, chosen[:room], rejected[:room], truncated=True, extra=extra)
 
     def many(self, examples: Sequence[PreferenceExample]) -> tuple[list[TokenizedPair], list[int], int]:
         """Tokenize all; returns (pairs, indices of kept examples, number truncated)."""

@@ -19,6 +19,7 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("judges", help="list the preference judges and their criteria")
+    p.add_argument("--json", action="store_true", help="print judges and criteria as JSON")
     p.set_defaults(run=run_judges)
 
     m = sub.add_parser("measure", help="win-rate, implicit-reward accuracy, reward–KL frontier, diagnostics")
@@ -87,24 +88,24 @@ def _write(out: Path, name: str, obj: Any) -> None:
 
 
 def run_judges(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from duelist.judges import JUDGES
     from duelist.judges.criteria import CRITERIA
+    from duelist.tables import Column, print_json, print_table
 
-    t = Table(title="judges (duelist.judges.get_judge)")
-    t.add_column("name")
-    t.add_column("description")
-    for name in sorted(JUDGES):
-        doc = (JUDGES[name].__doc__ or "").strip().splitlines()
-        t.add_row(name, doc[0] if doc else "")
-    c = Table(title="criteria (intransitive and population judges)")
-    for col in ("name", "scale", "description"):
-        c.add_column(col)
-    for crit in CRITERIA.values():
-        c.add_row(crit.name, f"{crit.scale:g}", crit.description)
-    Console().print(t, c)
+    judges = [(name, next(iter((JUDGES[name].__doc__ or "").strip().splitlines()), "")) for name in sorted(JUDGES)]
+    criteria = [(c.name, c.scale, c.description) for c in CRITERIA.values()]
+    if args.json:
+        print_json({
+            "judges": [{"name": n, "description": d} for n, d in judges],
+            "criteria": [{"name": n, "scale": s, "description": d} for n, s, d in criteria],
+        })
+        return 0
+    print_table("judges (duelist.judges.get_judge)", ["name", Column("description", wrap=True)], judges)
+    print_table(
+        "criteria (intransitive and population judges)",
+        ["name", Column("scale", justify="right"), Column("description", wrap=True)],
+        [(n, f"{s:g}", d) for n, s, d in criteria],
+    )
     return 0
 
 

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sampled mode: preference queries per response per win-rate estimate (default 100)")
     p.add_argument("--eta", type=float, help="step size for every selected algorithm (default: each one's own)")
     p.add_argument("--tol", type=float, default=1e-6, help="tolerance for 'iterations to tol' (default 1e-6)")
-    p.add_argument("--json", help="write results to this JSON file")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="write results (or, with --list, the lists) as JSON to FILE; alone: print only JSON")
     p.add_argument("--plot", help="write a convergence plot (PNG) to this file")
     p.add_argument("--list", action="store_true", help="list built-in games and algorithms, then exit")
     c = p.add_argument_group(f"policy cliff (duelist game {CLIFF})")
@@ -60,54 +61,55 @@ def run(args: argparse.Namespace) -> int:
     if args.name == CLIFF:
         return run_cliff(args)
     if args.list:
-        print("games:")
-        for name, (desc, _) in matrices.BUILTIN_GAMES.items():
-            print(f"  {name:12s} {desc}")
-        print(f"  {CLIFF:12s} (analysis) the Policy Cliff: policy distance against reward perturbation size")
-        print("algorithms:")
-        for row in dynamics.algorithm_table():
-            print(f"  {row['name']:12s} [{row['target']}, {row['iterate']} iterate]  {row['rule']}")
-        return 0
+        games = {**matrices.BUILTIN_GAMES,
+                 CLIFF: ("(analysis) the Policy Cliff: policy distance against reward perturbation size", None)}
+        return _print_lists(args.json, games, dynamics.algorithm_table())
+    stdout_json = args.json == "-"
+    say = (lambda *a, **k: None) if stdout_json else print
     game = _build_game(args, matrices)
     names = list(dynamics.ALGORITHMS) if args.algorithms == "all" else [a.strip() for a in args.algorithms.split(",")]
     for name in names:
         dynamics.get_algorithm(name)
     sol = Solution(game)
-    print(f"game {game.name}: n={game.n}, tau={game.tau:g}, groups={game.num_groups}, mode={args.mode}")
+    say(f"game {game.name}: n={game.n}, tau={game.tau:g}, groups={game.num_groups}, mode={args.mode}")
     cw = sol.condorcet
-    print(f"  Condorcet winner: {cw if cw is not None else 'none'}")
+    say(f"  Condorcet winner: {cw if cw is not None else 'none'}")
     nash = sol.nash
-    print(f"  von Neumann winner (LP): support {np.flatnonzero(nash > 1e-9).tolist()}, "
+    say(f"  von Neumann winner (LP): support {np.flatnonzero(nash > 1e-9).tolist()}, "
           f"exploitability {exploitability(game.P, game.mu, 0.0, nash):.1e}")
     if game.tau > 0:
         star = sol.regularized
         shown = np.array2string(star, precision=4, separator=", ") if game.n <= 12 else f"max {star.max():.4f}"
-        print(f"  pi*_tau: {shown}")
+        say(f"  pi*_tau: {shown}")
     runs, rows = [], []
     for name in names:
         cls = dynamics.get_algorithm(name)
         if cls.needs_tau and game.tau <= 0:
-            print(f"  skipping {name}: needs tau > 0")
+            say(f"  skipping {name}: needs tau > 0")
             continue
         r = dynamics.run(game, name, args.steps, mode=args.mode, queries=args.queries, seed=args.seed,
                          eta=args.eta, solution=sol)
         runs.append(r)
         rows.append(r.summary(args.tol))
-    _print_table(rows)
+    if not stdout_json:
+        _print_table(rows)
     if args.json:
         out = {"game": {"name": game.name, "n": game.n, "tau": game.tau, "groups": game.num_groups,
                         "mode": args.mode, "queries": args.queries if args.mode == "sampled" else None,
                         "mu": game.mu.tolist()},
                "equilibrium": {"regularized": sol.regularized.tolist(), "nash": nash.tolist(), "condorcet": cw},
                "algorithms": {row["algorithm"]: row for row in rows}}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.json}")
+        if stdout_json:
+            print(json.dumps(out, indent=2))
+        else:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(out, indent=2))
+            print(f"wrote {args.json}")
     if args.plot:
         from duelist.games.plots import convergence_plot
 
         convergence_plot(args.plot, runs, title=f"{game.name}, tau={game.tau:g}, {args.mode} mode", tol=args.tol)
-        print(f"wrote {args.plot}")
+        say(f"wrote {args.plot}")
     return 0
 
 
@@ -133,15 +135,35 @@ def _build_game(args: argparse.Namespace, matrices):
     return game
 
 
+def _print_lists(json_to: str | None, games: dict, algorithms: list[dict]) -> int:
+    import json
+    from pathlib import Path
+
+    from duelist.tables import Column, print_json, print_table
+
+    if json_to:
+        lists = {"games": [{"name": n, "description": d} for n, (d, _) in games.items()], "algorithms": algorithms}
+        if json_to == "-":
+            print_json(lists)
+        else:
+            Path(json_to).write_text(json.dumps(lists, indent=2))
+        return 0
+    print_table("games", ["name", Column("description", wrap=True)], [(n, d) for n, (d, _) in games.items()])
+    print_table("algorithms", ["name", "target", "iterate", Column("rule", wrap=True)],
+                [(a["name"], a["target"], a["iterate"], a["rule"]) for a in algorithms])
+    return 0
+
+
 def _print_table(rows: list[dict]) -> None:
-    head = f"{'algorithm':12s} {'target':13s} {'iterate':7s} {'error':>9s} {'gap(tau)':>9s} {'KL(pi*|pi)':>10s} " \
-           f"{'iters<tol':>9s} {'cost':>9s}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        it = r["iterations_to_tol"]
-        print(f"{r['algorithm']:12s} {r['target']:13s} {r['iterate']:7s} {r['error']:9.2e} {r['gap']:9.2e} "
-              f"{r['kl_to_equilibrium']:10.2e} {it if it is not None else '-':>9} {r['cost']:9d}")
+    from duelist.tables import Column, print_table
+
+    num = {"justify": "right"}
+    cols = ["algorithm", "target", "iterate", Column("error", **num), Column("gap(tau)", **num),
+            Column("KL(pi*|pi)", **num), Column("iters<tol", **num), Column("cost", **num)]
+    print_table(None, cols, [
+        (r["algorithm"], r["target"], r["iterate"], f"{r['error']:.2e}", f"{r['gap']:.2e}",
+         f"{r['kl_to_equilibrium']:.2e}", r["iterations_to_tol"] if r["iterations_to_tol"] is not None else "-",
+         r["cost"]) for r in rows])
 
 
 def _floats(text: str, what: str) -> list[float]:

@@ -1,4 +1,4 @@
-"""``duelist losses [--markdown | --update-docs FILE]``: every registered loss, its paper, formula,
+"""``duelist losses [--markdown | --json | --update-docs FILE]``: every registered loss, its paper, formula,
 parameters with defaults, and what it needs."""
 
 from __future__ import annotations
@@ -16,13 +16,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--markdown", action="store_true", help="print the markdown table of docs/losses.md")
+    g.add_argument("--json", action="store_true", help="print every loss as JSON (name, paper, parameters, needs)")
     g.add_argument("--update-docs", metavar="FILE", help="rewrite the generated table in FILE (docs/losses.md)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from duelist.losses.docs import COLUMNS, render_table, rows, update_docs
+    from duelist.tables import Column, print_json, print_table
 
+    if args.json:
+        from duelist.losses import list_losses
+
+        print_json(list_losses())
+        return 0
     if args.markdown:
         print(render_table(), end="")
         return 0
@@ -30,14 +37,6 @@ def run(args: argparse.Namespace) -> int:
         changed = update_docs(args.update_docs)
         print(f"{args.update_docs}: {'updated' if changed else 'already up to date'}")
         return 0
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title="duelist losses", show_lines=True)
-    for c in COLUMNS:
-        table.add_column(c, overflow="fold")
-    for row in rows():
-        table.add_row(*(escape(c) for c in (row[0].strip("`"), *row[1:])))
-    Console().print(table)
+    cols = [Column(c, wrap=i > 0) for i, c in enumerate(COLUMNS)]
+    print_table("duelist losses", cols, [(row[0].strip("`"), *row[1:]) for row in rows()])
     return 0

@@ -51,11 +51,12 @@ def _clear_gguf_flags(model: nn.Module) -> None:
         del model.config.quantization_config
 
 
-def _from_gguf(path: Path, dtype: torch.dtype) -> tuple[nn.Module, Any]:
+def _from_gguf(path: Path, dtype: torch.dtype, trust_remote_code: bool = False) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    trust = {"trust_remote_code": trust_remote_code}
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, **trust)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype, **trust)
     _clear_gguf_flags(model)
     return model, tok
 
@@ -93,12 +94,13 @@ def model_source(cfg: ModelConfig) -> str:
 def load_tokenizer(cfg: ModelConfig) -> Any:
     from transformers import AutoTokenizer
 
+    trust = {"trust_remote_code": cfg.trust_remote_code}
     if cfg.name.endswith(".gguf"):
         p = Path(cfg.name)
-        tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name, **trust)
     else:
         name = str(default_model_dir()) if cfg.name == "default" else cfg.name
-        tok = AutoTokenizer.from_pretrained(name, gguf_file=cfg.gguf_file)
+        tok = AutoTokenizer.from_pretrained(name, gguf_file=cfg.gguf_file, **trust)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -132,13 +134,13 @@ def load_model(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[nn
 
     device = torch.device(device)
     dtype = resolve_dtype(cfg.dtype, device)
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code}
     if cfg.attn_implementation:
         if cfg.attn_implementation == attention.NAME:
             attention.register()
         kwargs["attn_implementation"] = cfg.attn_implementation
     if cfg.name.endswith(".gguf"):
-        model, _ = _from_gguf(Path(cfg.name), dtype)
+        model, _ = _from_gguf(Path(cfg.name), dtype, cfg.trust_remote_code)
     else:
         name = str(default_model_dir()) if cfg.name == "default" else cfg.name
         if cfg.gguf_file:

@@ -1,4 +1,4 @@
-"""``duelist tasks [list | build NAME]``."""
+"""``duelist tasks [list | build NAME] [--json]``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tasks", help="list built-in tasks, or rebuild one's shipped data")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
     tsub = p.add_subparsers(dest="action")
-    tsub.add_parser("list", help="list built-in tasks (default)")
+    lp = tsub.add_parser("list", help="list built-in tasks (default)")
+    lp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the list as JSON")
     b = tsub.add_parser("build", help="regenerate a task's shipped files reproducibly")
     b.add_argument("name")
     b.add_argument("--source", type=Path, help="raw source file (movie-snippets text file; HH-RLHF jsonl.gz)")
@@ -20,24 +22,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from duelist.data import tasks
+    from duelist.tables import Column, print_json, print_table
 
     if args.action == "build":
         from duelist.data.tasks.builders import BUILDERS
 
         if args.name not in BUILDERS:
-            raise KeyError(f"no builder for {args.name!r}; buildable: {', '.join(BUILDERS)}")
+            import sys
+
+            print(f"duelist tasks: error: no builder for {args.name!r}; buildable: {', '.join(BUILDERS)}",
+                  file=sys.stderr)
+            return 2
         out = args.out or tasks.HERE / tasks.get(args.name).folder
         BUILDERS[args.name](args.source, out, samples=args.samples, limit=args.limit)
         return 0
-    t = Table(title="built-in tasks")
-    for col in ("name", "splits", "oracle", "description"):
-        t.add_column(col)
-    for name in tasks.names():
-        task = tasks.TASKS[name]
-        t.add_row(name, ", ".join(task.splits), task.judge or "human labels", task.description)
-    Console().print(t)
+    listed = [tasks.TASKS[name] for name in tasks.names()]
+    if args.json:
+        print_json([{"name": t.name, "splits": list(t.splits), "oracle": t.judge, "description": t.description}
+                    for t in listed])
+        return 0
+    rows = [(t.name, ", ".join(t.splits), t.judge or "human labels", t.description) for t in listed]
+    print_table("built-in tasks", ["name", "splits", "oracle", Column("description", wrap=True)], rows)
     return 0
