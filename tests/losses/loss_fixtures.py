@@ -36,6 +36,7 @@ VARIANTS: list[tuple[str, dict]] = [
     ("flex_dpo", {}),
     ("inpo", {}),
     ("inpo", {"labels": "soft"}),
+    ("optimism", {}),
 ]
 # pointwise losses (one response per example, ``SampleStats``)
 SAMPLE_VARIANTS: list[tuple[str, dict]] = [

@@ -173,6 +173,8 @@ CASES: dict[str, list[Case]] = {
          [-0.5 * math.e, -0.75 / math.e, -0.25 * math.exp(-0.5)]),
     ],
 }
+# αβ·½(ρ_w + ρ_l), α = 0.5, β = 0.2: 0.1·½(1 − 0.5), 0.1·½(−1 + 0.5)
+CASES["optimism"] = [({"alpha": 0.5, "beta": 0.2}, base, [0.1 * 0.5 * (1 - 0.5), 0.1 * 0.5 * (-1 + 0.5)])]
 INPO_PREV = {"prev_chosen_logps": [-3.5, -9.5], "prev_rejected_logps": [-5.5, -8.0]}
 
 

@@ -103,7 +103,7 @@ def test_online_runs_refuse_a_whole_run_reference_and_a_loss_section(tiny_model_
         Run(load_config(None, online_args(tiny_model_dir, prompts, tmp_path / "a", "train.reference=precompute")))
     with pytest.raises(ConfigError, match=r"online\.method"):
         load_config(None, online_args(tiny_model_dir, prompts, tmp_path / "b", "loss.name=ipo", "loss.beta=0.2"))
-    with pytest.raises(ConfigError, match="valid methods: dno, inpo"):
+    with pytest.raises(ConfigError, match="valid methods: apo, dno, egpo, inpo"):
         load_config(None, online_args(tiny_model_dir, prompts, tmp_path / "c", "online.method.name=spppo"))
 
 
@@ -154,3 +154,53 @@ def test_online_resume_after_kill9_equals_uninterrupted(method, tiny_model_dir, 
         assert max(abs(a.get(key, 0) - b.get(key, 0)) for a, b in zip(full, resumed, strict=True)) <= 1e-6, key
     wa, wb = load_file(tmp_path / "full/final/model.safetensors"), load_file(run / "final/model.safetensors")
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-6
+
+
+def _final_weights(run_dir):
+    return load_file(run_dir / "checkpoints/step-000003/model.safetensors")
+
+
+def test_vpo_and_selm_with_no_bonus_are_online_dpo_bit_for_bit(tiny_model_dir, prompts, tmp_path):
+    """α = 0: the optimism term adds exactly 0 to every loss and gradient, so three rounds of VPO (SELM) leave
+    the same weights, to the bit, as online DPO against the same reference."""
+    common = ("optim.lr=5e-2", "online.reference_samples=0")
+    runs = {
+        "dpo": ("online.method.name=online_dpo",),
+        "vpo": ("online.method.name=vpo", "online.method.alpha=0"),
+        "selm": ("online.method.name=selm", "online.method.alpha=0", "online.method.beta=0.1"),
+    }
+    w = {}
+    for name, extra in runs.items():
+        train(load_config(None, online_args(tiny_model_dir, prompts, tmp_path / name, *common, *extra,
+                                            "train.save_final=false")))
+        w[name] = _final_weights(tmp_path / name)
+    assert all(torch.equal(w["dpo"][k], w["vpo"][k]) for k in w["dpo"])
+    # SELM's reference is the previous iterate: with α = 0 it is online DPO with refresh_every = 1
+    train(load_config(None, online_args(tiny_model_dir, prompts, tmp_path / "r1", *common,
+                                        "online.method.name=online_dpo", "online.method.refresh_every=1",
+                                        "train.save_final=false")))
+    r1 = _final_weights(tmp_path / "r1")
+    assert not all(torch.equal(w["dpo"][k], r1[k]) for k in r1)  # a different method …
+    assert all(torch.equal(w["selm"][k], r1[k]) for k in r1)  # … which SELM at α = 0 is, bit for bit
+
+
+def test_the_optimism_bonus_gradient_is_its_closed_form(tiny_model_dir, tiny_tokenizer, prompts, tmp_path):
+    """L_VPO − L_DPO = αβ·½(ρ_w + ρ_l) per pair, so the gradient difference of one update's loss is
+    αβ/2 · Σ_i (∇log π(y_w,i) + ∇log π(y_l,i)) / n, computed here from the model's own sequence log-probs."""
+    alpha, beta = 0.7, 0.1
+    grads = {}
+    for a in (alpha, 0.0):
+        cfg = load_config(None, online_args(tiny_model_dir, prompts, tmp_path / f"g{a}", "online.method.name=vpo",
+                                            f"online.method.alpha={a}", "online.reference_samples=0"))
+        run = Run(cfg)
+        work = run.source.work(0, run.learner)
+        run.learner.module.zero_grad()
+        run.learner.accumulate(work.examples, work.updates[0], work.reference)
+        grads[a] = {n: p.grad.clone() for n, p in run.learner.model.named_parameters()}
+        ex, model = work.examples, run.learner.model
+    model.zero_grad()
+    responses = [e.chosen for e in ex] + [e.rejected for e in ex]
+    lp = sequence_logprobs.__wrapped__(model, [e.prompt for e in ex] * 2, responses, tiny_tokenizer.pad_token_id)
+    (alpha * beta * 0.5 * lp.sum() / len(ex)).backward()
+    for n, p in model.named_parameters():
+        assert torch.allclose(grads[alpha][n] - grads[0.0][n], p.grad, atol=1e-7, rtol=1e-4), n

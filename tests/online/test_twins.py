@@ -25,6 +25,10 @@ TWINS = [
     ({"name": "dno", "beta": 2.0, "pairing": "all"}, 0.0, 0.45),
     ({"name": "spo", "eta": 2.0}, 0.0, 3.0),
     ({"name": "sppo", "eta": 2.0}, 0.0, 0.45),
+    ({"name": "nash_md", "eta": 2.0, "tau": 0.25}, 0.25, 3.0),
+    ({"name": "egpo", "eta": 1.0, "tau": 0.5}, 0.5, 0.45),
+    ({"name": "nash_mp", "eta": 1.0, "tau": 0.5}, 0.5, 0.45),
+    ({"name": "apo", "eta": 1.0, "tau": 0.5, "alpha": 0.5}, 0.5, 0.45),
 ]
 ROUNDS = 5
 
@@ -43,11 +47,12 @@ def test_every_method_with_a_twin_is_listed():
 def test_language_model_path_reproduces_the_twin(method, tau, lr):
     twin = build_method(method).twin()
     assert twin is not None
-    algorithm, eta, twin_tau = twin
-    assert twin_tau == tau
+    algorithm, step = twin
+    options = {k: v for k, v in step.items() if k not in ("eta", "tau")}
+    assert step["tau"] == tau
     game = _game(tau)
     lm = lm_iterates(method, game, ROUNDS, passes=300, lr=lr)
-    tab = game_iterates(algorithm, game, ROUNDS, eta)
+    tab = game_iterates(algorithm, game, ROUNDS, step["eta"], **options)
     assert np.abs(tab[1:] - tab[:-1]).max() > 1e-2  # the iterates move: the check is not trivially met
     assert np.abs(lm - tab).max() <= 1e-5
 

@@ -83,12 +83,22 @@ class ExhaustiveSampler:
     """Every response of the one-token models, with its exact probability under their geometric mixture."""
 
     def draw(
-        self, models: Sequence[nn.Module], weights: Sequence[float], prompts: Sequence[list[int]], k: int, seed: int
+        self,
+        models: Sequence[nn.Module],
+        weights: Sequence[float],
+        prompts: Sequence[list[int]],
+        k: int,
+        seed: int,
+        record: Sequence[float] | None = None,
     ) -> list[Draw]:
-        logq = torch.log_softmax(sum(w * m.log_probs() for w, m in zip(weights, models, strict=True)), 0)
+        def mix(ws: Sequence[float]) -> torch.Tensor:
+            return torch.log_softmax(sum(w * m.log_probs() for w, m in zip(ws, models, strict=True)), 0)
+
+        logq = mix(weights)
+        logr = mix(record) if record is not None else None
         mass = logq.exp().numpy()
-        return [Draw([Sample(p, [y], float(logq[y]), False) for y in range(len(mass))], mass)
-                for p in range(len(prompts))]
+        return [Draw([Sample(p, [y], float(logq[y]), False, None if logr is None else float(logr[y]))
+                      for y in range(len(mass))], mass) for p in range(len(prompts))]
 
 
 class MatrixJudge(Judge):
@@ -134,12 +144,12 @@ def lm_iterates(
     return np.array(out)
 
 
-def game_iterates(algorithm: str, game: Game, rounds: int, eta: float) -> np.ndarray:
-    """π_0 … π_rounds of the tabular algorithm in exact mode (π_0 = μ)."""
+def game_iterates(algorithm: str, game: Game, rounds: int, eta: float, **options: float) -> np.ndarray:
+    """π_0 … π_rounds of the tabular algorithm in exact mode (π_0 = μ); ``options`` as its ``configure`` takes."""
     from duelist.games.dynamics import ExactOracle, get_algorithm
     from duelist.games.solvers import softmax
 
-    algo = get_algorithm(algorithm)(game, eta=eta, steps=rounds)
+    algo = get_algorithm(algorithm)(game, eta=eta, steps=rounds, **options)
     oracle = ExactOracle(game)
     out = [softmax(algo.x)]
     for _ in range(rounds):

@@ -122,3 +122,21 @@ def pg(s: SampleStats, *, beta: Positive = 0.1, anchor: Literal["reference", "fi
     w = torch.exp(rho)
     losses = w * (beta * (rho - delta - 1) - adv)
     return LossOutput(losses, {"pg/advantage": adv.detach(), "pg/weight": w.detach(), "log_ratio": rho.detach()})
+
+
+@register_loss(
+    "optimism",
+    paper="Cen et al. 2024, Value-Incentivized Preference Optimization (VPO); Zhang et al. 2024, Self-Exploring "
+    "Language Models (SELM): the optimism bonus",
+    formula="αβ · ½(ρ_w + ρ_l)",
+)
+def optimism(s: PreferenceStats, *, alpha: Annotated[float, Field(ge=0)] = 0.1, beta: Positive = 0.1) -> LossOutput:
+    """The exploration bonus on the policy's own samples, a term to add to online DPO:
+    αβ·E_{y~π_t}[log π_θ(y) − log π_ref(y)], estimated on the pair's two responses (both samples of π_t).
+    Minimising it lowers the likelihood the policy gives its own samples relative to the reference: VPO's
+    online, optimistic sign (J*(r) = −βE_{π_cal}[ρ] with π_cal the sampling policy) and SELM's
+    αβ(log π_θ(y) − log π_ref(y)) term. Its gradient is αβ/2 · (∇log π_θ(y_w) + ∇log π_θ(y_l)); α = 0 adds 0.
+    """
+    rho_w, rho_l = s.log_ratios()
+    losses = alpha * beta * 0.5 * (rho_w + rho_l)
+    return LossOutput(losses, {"optimism/log_ratio": (0.5 * (rho_w + rho_l)).detach()})

@@ -11,8 +11,15 @@ docs and error messages, as for losses. The decorator declares the rest:
   start of the round);
 * ``anchors``: further log-probs the loss reads as per-example fields (``previous``: π_t's, for a loss whose
   reference is π_ref, like INPO's);
+* ``opponent``: what the samples are judged against — ``self`` (the prompt's other samples) or ``mixture``
+  (fresh samples of the token-level geometric mixture ν ∝ π_t^{1−β} π_ref^{β}, β = ``mixture(params)``; each
+  policy sample then also carries log ν − log π_t as the field ``anchor_shift``);
+* ``extragradient``: a round is a half step from π_t on its own samples, then a full step from the *saved*
+  π_t (weights and optimizer state restored exactly) on samples of the half-step policy;
+* ``momentum``: after each round, extrapolate the weights θ ← θ̂_t + α(θ̂_t − θ̂_{t−1}) (α = ``momentum(params)``);
 * ``twin``: the ``duelist.games.dynamics`` algorithm this method reproduces on a one-token model with exact
-  win-rates, and that algorithm's step size η and regularisation τ in terms of the method's parameters.
+  win-rates, and that algorithm's step size η, regularisation τ and options in terms of the method's
+  parameters.
 
 The online loop never looks at a method's name: it asks the built ``Method`` for these.
 """
@@ -37,11 +44,12 @@ Anchor = Literal["previous"]
 
 @dataclass(frozen=True)
 class Twin:
-    """The tabular algorithm a method reproduces, with its (η, τ) from the method's parameters; ``when``:
-    the parameter values under which the twin is exact (e.g. ``pairing=all``), empty if always."""
+    """The tabular algorithm a method reproduces; ``step`` maps the method's parameters to the algorithm's
+    ``eta``, ``tau`` (the game's regularisation) and any options; ``when``: the parameter values under which
+    the twin is exact (e.g. ``pairing=all``), empty if always."""
 
     algorithm: str
-    step: Callable[[Mapping[str, Any]], tuple[float, float]]
+    step: Callable[[Mapping[str, Any]], dict[str, float]]
     when: Mapping[str, Any]
 
 
@@ -58,6 +66,10 @@ class MethodSpec:
     anchors: tuple[Anchor, ...]
     twin: Twin | None
     description: str
+    opponent: Literal["self", "mixture"] = "self"
+    mixture: Callable[[Mapping[str, Any]], float] | None = None
+    extragradient: bool = False
+    momentum: Callable[[Mapping[str, Any]], float] | None = None
 
     def describe_params(self) -> list[str]:
         return [describe_param(self, name) for name in self.defaults]  # type: ignore[arg-type]
@@ -75,6 +87,10 @@ def register_method(
     reference: Literal["initial", "previous"],
     anchors: tuple[Anchor, ...] = (),
     twin: Twin | None = None,
+    opponent: Literal["self", "mixture"] = "self",
+    mixture: Callable[[Mapping[str, Any]], float] | None = None,
+    extragradient: bool = False,
+    momentum: Callable[[Mapping[str, Any]], float] | None = None,
 ) -> Callable[[BuildFn], BuildFn]:
     """Decorator: register ``fn`` as the online method ``name``. Registering a name twice is an error. A
     method's parameters must include ``samples`` (K, responses per prompt); a method with the ``initial``
@@ -89,10 +105,13 @@ def register_method(
             raise TypeError(f"online method {name!r}: a `samples` parameter (K) is required")
         if reference == "initial" and "refresh_every" not in defaults:
             raise TypeError(f"online method {name!r}: an `initial` reference needs a `refresh_every` parameter")
+        if (opponent == "mixture") != (mixture is not None) or (opponent == "mixture") != ("opponents" in defaults):
+            raise TypeError(f"online method {name!r}: a mixture opponent needs its `mixture` weight and an "
+                            "`opponents` parameter (samples of ν per prompt), and only it does")
         doc = inspect.getdoc(fn) or ""
         _REGISTRY[name] = MethodSpec(
             name, fn, params, defaults, paper, rule, loss, reference, anchors, twin,
-            doc.split("\n\n")[0].replace("\n", " "),
+            doc.split("\n\n")[0].replace("\n", " "), opponent, mixture, extragradient, momentum,
         )
         return fn
 
@@ -133,13 +152,21 @@ class Method:
     def build(self, groups: Sequence[JudgedGroup]) -> list[Example]:
         return self.spec.build(groups, **self.params)
 
-    def twin(self) -> tuple[str, float, float] | None:
-        """(games algorithm, η, τ) if this parametrisation has an exact tabular twin."""
+    @property
+    def mixture(self) -> float | None:
+        """β of the opponent ν ∝ π_t^{1−β} π_ref^{β} (None: the samples are judged against each other)."""
+        return None if self.spec.mixture is None else float(self.spec.mixture(self.params))
+
+    @property
+    def momentum(self) -> float:
+        return 0.0 if self.spec.momentum is None else float(self.spec.momentum(self.params))
+
+    def twin(self) -> tuple[str, dict[str, float]] | None:
+        """(games algorithm, its ``eta``, ``tau`` and options) if this parametrisation has an exact tabular twin."""
         t = self.spec.twin
         if t is None or any(self.params[k] != v for k, v in t.when.items()):
             return None
-        eta, tau = t.step(self.params)
-        return t.algorithm, eta, tau
+        return t.algorithm, t.step(self.params)
 
     def __repr__(self) -> str:
         return f"Method({self.name}: {', '.join(f'{k}={v!r}' for k, v in self.params.items())})"

@@ -8,7 +8,9 @@ The sampling distribution at each step is ``softmax(z / temperature)`` where ``z
 or, for several models with weights ``w_k``, the token-level geometric mixture ``z = Σ_k w_k
 log_softmax(z_k)`` (Nash-MD's opponent: ``log ν ∝ (1−β) log π + β log μ``, renormalised at every token,
 each model with its own cache). Every sample carries the log-probability of its tokens under that
-distribution, recorded while sampling: at temperature 1 with one model it is ``log π(y|x)``.
+distribution, recorded while sampling: at temperature 1 with one model it is ``log π(y|x)``. With ``record``
+(another set of mixture weights over the same models) each sample also carries its log-probability under that
+mixture, at no extra forward pass (Nash-MD: a policy sample's log-probability under the opponent ν).
 
 Deterministic for a given seed, chunking and machine: the generator is seeded per chunk of prompts.
 """
@@ -31,6 +33,7 @@ class Sample:
     ids: list[int]  # generated tokens, up to and including the first EOS
     logprob: float  # Σ_t log q(y_t | x, y_<t) under the sampling distribution q
     finished: bool  # ended with EOS before the token limit
+    recorded: float | None = None  # Σ_t log r(y_t | ·) under the ``record`` mixture r, if asked for
 
 
 def _cache_kwarg(model: nn.Module) -> str:
@@ -86,16 +89,19 @@ def generate(
     weights: Sequence[float] | None = None,
     seed: int = 0,
     prompts_per_chunk: int = 16,
+    record: Sequence[float] | None = None,
 ) -> list[list[Sample]]:
     """``k`` samples for each prompt (a list of ``k`` per prompt, in prompt order).
 
     ``models``: one model, or several sampled as the geometric mixture with ``weights`` (summing to 1).
+    ``record``: mixture weights under which each sample's log-probability is also recorded (``recorded``).
     ``prompts_per_chunk`` prompts (so ``prompts_per_chunk · k`` rows) are decoded together.
     """
     models = [models] if isinstance(models, nn.Module) else list(models)
     weights = [1.0] if weights is None and len(models) == 1 else list(weights or [])
-    if len(weights) != len(models) or abs(sum(weights) - 1) > 1e-9 or min(weights) < 0:
-        raise ValueError(f"mixture weights {weights} must be one per model, non-negative, summing to 1")
+    for w in (weights, record):
+        if w is not None and (len(w) != len(models) or abs(sum(w) - 1) > 1e-9 or min(w) < 0):
+            raise ValueError(f"mixture weights {list(w)} must be one per model, non-negative, summing to 1")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 (got {temperature})")
     if any(len(p) == 0 for p in prompt_ids):
@@ -109,8 +115,8 @@ def generate(
         for start in range(0, len(prompt_ids), prompts_per_chunk):
             chunk = prompt_ids[start : start + prompts_per_chunk]
             gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
-            out += _generate_chunk(models, weights, chunk, start, k, max_new_tokens, eos_id, pad_id, temperature,
-                                   gen, device)
+            out += _generate_chunk(models, weights, record, chunk, start, k, max_new_tokens, eos_id, pad_id,
+                                   temperature, gen, device)
     finally:
         for m, was_training in states:
             m.train(was_training)
@@ -120,6 +126,7 @@ def generate(
 def _generate_chunk(
     models: list[nn.Module],
     weights: list[float],
+    record: Sequence[float] | None,
     prompts: Sequence[Sequence[int]],
     first_index: int,
     k: int,
@@ -148,6 +155,7 @@ def _generate_chunk(
     rows = len(prompts) * k
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logq = torch.zeros(rows, dtype=torch.float64, device=device)
+    logr = torch.zeros(rows, dtype=torch.float64, device=device)
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     lengths = torch.full((rows,), max_new_tokens, dtype=torch.long, device=device)
     for t in range(max_new_tokens):
@@ -155,6 +163,9 @@ def _generate_chunk(
         tok = torch.multinomial(lq.exp(), 1, generator=gen).squeeze(1)
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
         logq += torch.where(done, 0.0, lq.gather(1, tok[:, None]).squeeze(1).double())
+        if record is not None:
+            lr = _next_logprobs(logits, record, temperature)
+            logr += torch.where(done, 0.0, lr.gather(1, tok[:, None]).squeeze(1).double())
         tokens[:, t] = tok
         if eos_id is not None:
             ended = (tok == eos_id) & ~done
@@ -170,6 +181,7 @@ def _generate_chunk(
         group = []
         for r in range(p * k, (p + 1) * k):
             n = int(lengths[r])
-            group.append(Sample(first_index + p, tokens[r, :n].tolist(), float(logq[r]), bool(done[r])))
+            rec = float(logr[r]) if record is not None else None
+            group.append(Sample(first_index + p, tokens[r, :n].tolist(), float(logq[r]), bool(done[r]), rec))
         out.append(group)
     return out

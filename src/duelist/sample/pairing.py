@@ -20,7 +20,7 @@ responses, and ``weight`` (the example's weight in the step's loss).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class JudgedGroup:
     opponent_weights: np.ndarray  # [K, M]
     mass: np.ndarray  # [K]
     rewards: np.ndarray | None = None  # [K] the judge's reward of each sample, when it has one
+    fields: dict[str, np.ndarray] = field(default_factory=dict)  # [K] each: per-sample numbers for its example
 
     @property
     def win_rates(self) -> np.ndarray:
@@ -84,11 +85,12 @@ def all_pairs(g: JudgedGroup, label: Callable[[JudgedGroup, int, int], float] | 
 
 def samples(g: JudgedGroup) -> list[TokenizedSample]:
     """Every sample as its own example: its win-rate, its advantage over the mass-weighted mean win-rate of
-    the prompt's samples (the baseline; ½ in self-play, where win-rates sum to K/2), and its mass."""
+    the prompt's samples (the baseline; ½ in self-play, where win-rates sum to K/2), its mass, and the
+    group's per-sample ``fields``."""
     r = g.win_rates
     baseline = float((g.mass * r).sum() / g.mass.sum())
     return [
         TokenizedSample(g.prompt, y, {"win_rate": float(r[i]), "advantage": float(r[i] - baseline),
-                                      "weight": float(g.mass[i])})
+                                      "weight": float(g.mass[i]), **{k: float(v[i]) for k, v in g.fields.items()}})
         for i, y in enumerate(g.responses)
     ]

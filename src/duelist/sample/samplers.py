@@ -27,9 +27,16 @@ class Draw:
 
 class Sampler(Protocol):
     def draw(
-        self, models: Sequence[nn.Module], weights: Sequence[float], prompts: Sequence[list[int]], k: int, seed: int
+        self,
+        models: Sequence[nn.Module],
+        weights: Sequence[float],
+        prompts: Sequence[list[int]],
+        k: int,
+        seed: int,
+        record: Sequence[float] | None = None,
     ) -> list[Draw]:
-        """``k`` responses per prompt from the geometric mixture of ``models`` with ``weights``."""
+        """``k`` responses per prompt from the geometric mixture of ``models`` with ``weights``; with
+        ``record``, each sample's log-probability under that mixture too (``Sample.recorded``)."""
         ...
 
 
@@ -42,10 +49,17 @@ class GenerateSampler:
     prompts_per_chunk: int = 16
 
     def draw(
-        self, models: Sequence[nn.Module], weights: Sequence[float], prompts: Sequence[list[int]], k: int, seed: int
+        self,
+        models: Sequence[nn.Module],
+        weights: Sequence[float],
+        prompts: Sequence[list[int]],
+        k: int,
+        seed: int,
+        record: Sequence[float] | None = None,
     ) -> list[Draw]:
         groups = generate(
             list(models), prompts, k, max_new_tokens=self.max_new_tokens, eos_id=self.eos_id, pad_id=self.pad_id,
             temperature=self.temperature, weights=weights, seed=seed, prompts_per_chunk=self.prompts_per_chunk,
+            record=record,
         )
         return [Draw(g) for g in groups]

@@ -258,6 +258,24 @@ class Learner:
         metrics["lr"] = lr
         return metrics
 
+    def snapshot(self) -> dict[str, Any]:
+        """The trainable weights, optimizer state and schedule as they are now (``restore`` puts them back
+        exactly: an extragradient round's full step starts from the saved point, not the half step's)."""
+        return {
+            "params": {n: p.detach().clone() for n, p in trainable(self.model).items()},
+            "optimizer": copy.deepcopy(self.optimizer.optimizer.state_dict()),
+            "scheduler": self.scheduler.state_dict(),
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for n, p in trainable(self.model).items():
+                p.copy_(snap["params"][n])
+        self.optimizer.optimizer.load_state_dict(snap["optimizer"])
+        self.scheduler.load_state_dict(snap["scheduler"])
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True):
+            group["lr"] = lr
+
     # ----------------------------------------------------------------------------------- state on disk
 
     def frozen_copy(self, base: bool = False) -> nn.Module:

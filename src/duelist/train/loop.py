@@ -65,7 +65,7 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
-def _mean(updates: list[dict[str, float]]) -> dict[str, float]:
+def mean_metrics(updates: list[dict[str, float]]) -> dict[str, float]:
     """Metrics of several updates: token counts add up, everything else is averaged."""
     keys = dict.fromkeys(k for u in updates for k in u)
     return {k: (sum if k == "tokens" else _avg)([u[k] for u in updates if k in u]) for k in keys}
@@ -80,7 +80,8 @@ def run_step(source: Source, learner: Learner, step: int) -> dict[str, float]:
     t0 = time.perf_counter()
     work = source.work(step, learner)
     t1 = time.perf_counter()
-    m = {**work.metrics, **_mean([learner.update(work.examples, micro, work.reference) for micro in work.updates])}
+    updates = [learner.update(work.examples, micro, work.reference) for micro in work.updates]
+    m = {**work.metrics, **mean_metrics(updates)}
     m.setdefault("tokens", 0.0)  # a round whose examples were all filtered out takes no update
     t2 = time.perf_counter()
     m.update(source.finish(step, learner))

@@ -38,8 +38,9 @@ from duelist.models.reference import PrecomputedReference
 from duelist.online.registry import build_method
 from duelist.sample.pairing import JudgedGroup, self_play_weights
 from duelist.sample.samplers import Draw, GenerateSampler, Sampler
+from duelist.train.checkpoint import trainable
 from duelist.train.learner import Learner
-from duelist.train.loop import StepWork
+from duelist.train.loop import StepWork, mean_metrics
 from duelist.train.plan import BatchPlan
 
 
@@ -103,48 +104,92 @@ class OnlineSource:
                      "judge": o.judge, "prompts": o.prompts, "rounds": self.total_steps}
         self.initial: nn.Module | None = None
         self.moved: nn.Module | None = None  # the reference, once moved to a copy of the policy
+        self.prev_hat: dict[str, torch.Tensor] = {}  # momentum: the previous round's un-extrapolated weights
 
     def attach(self, learner: Learner) -> None:
         self.initial = learner.frozen_copy(base=True)  # before any update or resume: the starting weights
+        if self.method.momentum:
+            self.prev_hat = {n: p.detach().clone() for n, p in trainable(learner.model).items()}  # θ̂_0 = θ_0
 
     # ------------------------------------------------------------------------------------------- a round
 
     def _seed(self, step: int, stream: int) -> int:
+        """Streams: 0 the policy's samples, 1 a mixture's opponents (2, 3: the same after an extragradient half
+        step), 4 the reference's samples for the win-rate measurement."""
         return (self.cfg.train.seed * 1_000_003 + step) * 8 + stream
 
     def work(self, step: int, learner: Learner) -> StepWork:
-        times: dict[str, float] = {}
+        """One round. An extragradient method first takes its half step on samples of π_t, samples the
+        half-step policy, then restores π_t's weights and optimizer state for the full step the loop takes."""
+        snap = learner.snapshot() if self.method.spec.extragradient else None
+        examples, metrics = self._collect(step, learner, stream=0, measure=True)
+        if snap is not None:
+            half = self._prepare(examples, learner)
+            ups = [learner.update(half.examples, micro, half.reference) for micro in half.updates]
+            metrics.update({f"half/{k}": v for k, v in mean_metrics(ups).items() if k in ("loss", "grad_norm")})
+            examples, _ = self._collect(step, learner, stream=2, measure=False)  # samples of π_{t+½}
+            learner.restore(snap)
+        t = time.perf_counter()
+        work = self._prepare(examples, learner)
+        metrics["time/score"] = time.perf_counter() - t
+        work.metrics = metrics
+        return work
+
+    def _collect(self, step: int, learner: Learner, stream: int, measure: bool) -> tuple[list[Example], dict]:
+        """Sample the round's prompts (K each from π_t; a mixture method also draws its opponents from ν),
+        judge, and build the method's examples; with ``measure``, the round's judge reward, KL and win-rate."""
+        m: dict[str, float] = {}
         t = time.perf_counter()
         prompts = [self.prompts[i] for i in self.plan.global_batch(step)]
-        draws = self.sampler.draw([learner.model], [1.0], [p.ids for p in prompts], self.method.k, self._seed(step, 0))
-        times["time/generate"] = time.perf_counter() - t
-        new_tokens = sum(len(s.ids) for d in draws for s in d.samples)
+        ids = [p.ids for p in prompts]
+        k, beta = self.method.k, self.method.mixture
+        if beta is None:
+            draws = self.sampler.draw([learner.model], [1.0], ids, k, self._seed(step, stream))
+            opponents = None
+        else:
+            models, mix = [learner.model, self.initial], [1.0 - beta, beta]
+            draws = self.sampler.draw(models, [1.0, 0.0], ids, k, self._seed(step, stream), record=mix)
+            opponents = self.sampler.draw(models, mix, ids, self.method.params["opponents"],
+                                          self._seed(step, stream + 1))
+        m["time/generate"] = time.perf_counter() - t
+        new_tokens = sum(len(s.ids) for ds in (draws, opponents or []) for d in ds for s in d.samples)
+        m["gen/tokens_per_s"] = new_tokens / max(m["time/generate"], 1e-9)
 
         t = time.perf_counter()
         texts = [[self._decode(s.ids) for s in d.samples] for d in draws]
-        mats, rewards = judge_checked(self.judge, [p.text for p in prompts], texts)
-        groups = [
-            JudgedGroup(p.ids, [s.ids for s in d.samples], m, self_play_weights(len(d.samples), d.mass),
-                        _mass(d), None if rewards is None else rewards[i])
-            for i, (p, d, m) in enumerate(zip(prompts, draws, mats, strict=True))
-        ]
+        opp_texts = [[self._decode(s.ids) for s in d.samples] for d in opponents] if opponents else None
+        judged = [a + b for a, b in zip(texts, opp_texts, strict=True)] if opp_texts else texts
+        mats, rewards = judge_checked(self.judge, [p.text for p in prompts], judged)
+        groups = []
+        for i, (p, d) in enumerate(zip(prompts, draws, strict=True)):
+            mass = _mass(d)
+            if opponents is None:
+                P, w, fields = mats[i], self_play_weights(len(d.samples), d.mass), {}
+            else:
+                o = opponents[i]
+                P = mats[i][: len(d.samples), len(d.samples) :]
+                w = np.tile(_mass(o) / _mass(o).sum(), (len(d.samples), 1))
+                fields = {"anchor_shift": np.array([s.recorded - s.logprob for s in d.samples])}
+            r = None if rewards is None else rewards[i][: len(d.samples)]
+            groups.append(JudgedGroup(p.ids, [s.ids for s in d.samples], P, w, mass, r, fields))
         built = [self.method.build([g]) for g in groups]
         examples = [e for b in built for e in b]
-        times["time/judge"] = time.perf_counter() - t
+        m["time/judge"] = time.perf_counter() - t
+        m["examples"] = float(len(examples))
+        m["examples/prompts_kept"] = sum(1 for b in built if b) / len(groups)  # e.g. DNO's margin filter
+        if measure:
+            rs = None if rewards is None else [g.rewards for g in groups]
+            m.update(self._measure(step, learner, prompts, draws, texts, rs))
+        return examples, m
 
-        t = time.perf_counter()
+    def _prepare(self, examples: list[Example], learner: Learner) -> StepWork:
+        """The round's updates, its reference and any anchor fields, scored in the training micro-batches."""
         updates = self._updates(len(examples))
         micro = [mb for u in updates[: len(updates) // self.o.passes] for mb in u]  # one pass
         reference = self._reference(learner, examples, micro)
-        if "previous" in self.method.anchors:
+        if "previous" in self.method.anchors and examples:
             examples = _with_previous(examples, learner.score(examples, micro))
-        times["time/score"] = time.perf_counter() - t
-
-        metrics = {**times, **self._measure(step, learner, prompts, draws, texts, rewards)}
-        metrics["gen/tokens_per_s"] = new_tokens / max(times["time/generate"], 1e-9)
-        metrics["examples"] = float(len(examples))
-        metrics["examples/prompts_kept"] = sum(1 for b in built if b) / len(groups)  # e.g. DNO's margin filter
-        return StepWork(examples, updates, reference, metrics)
+        return StepWork(examples, updates, reference)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -190,7 +235,7 @@ class OnlineSource:
         out["kl/policy_ref"] = float((lq - ref.data["sums"].double().cpu()).mean())
         if self.reference_samples:
             ref_draws = self.sampler.draw([self.initial], [1.0], [p.ids for p in prompts], self.reference_samples,
-                                          self._seed(step, 1))
+                                          self._seed(step, 4))
             a, b, who = [], [], []
             for i, (d, rd) in enumerate(zip(texts, ref_draws, strict=True)):
                 for y in d:
@@ -206,21 +251,37 @@ class OnlineSource:
     # ------------------------------------------------------------------------------------------ anchors
 
     def finish(self, step: int, learner: Learner) -> dict[str, float]:
+        """Anchors move: the reference to a copy of the policy every ``refresh_every`` rounds (if > 1); with
+        momentum (APO), θ ← θ̂_t + α(θ̂_t − θ̂_{t−1}) over the rounds' un-extrapolated weights θ̂."""
         r = self.method.refresh_every
         if r > 1 and (step + 1) % r == 0:
             self.moved = learner.frozen_copy()
+        alpha = self.method.momentum
+        if alpha:
+            params = trainable(learner.model)
+            hat = {n: p.detach().clone() for n, p in params.items()}
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.add_(hat[n] - self.prev_hat[n], alpha=alpha)
+            self.prev_hat = hat
         return {}
 
     def state(self) -> dict[str, torch.Tensor]:
-        if self.moved is None:
-            return {}
-        return {f"reference.{k}": v for k, v in self.moved.state_dict().items()}
+        out = {}
+        if self.moved is not None:
+            out.update({f"reference.{k}": v for k, v in self.moved.state_dict().items()})
+        if self.method.momentum:
+            out.update({f"momentum.{k}": v for k, v in self.prev_hat.items()})
+        return out
 
     def load_state(self, tensors: dict[str, torch.Tensor], learner: Learner) -> None:
         ref = {k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")}
         if ref:
             self.moved = learner.frozen_copy()
             self.moved.load_state_dict(ref)
+        hat = {k.removeprefix("momentum."): v for k, v in tensors.items() if k.startswith("momentum.")}
+        if hat:
+            self.prev_hat = {k: v.to(learner.acc.device) for k, v in hat.items()}
 
 
 def _mass(d: Draw) -> np.ndarray:
