@@ -319,6 +319,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
         tree = loaded
+    return config_from_tree(tree, overrides)
+
+
+def config_from_tree(tree: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """A parsed config mapping (e.g. one entrant of a tournament file) with overrides, validated."""
     tree = _merge(tree, parse_overrides(overrides or []))
     if isinstance(tree.get("online"), dict):
         tree = _merge({"online": {"method": DEFAULT_METHOD}}, tree)
