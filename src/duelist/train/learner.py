@@ -36,7 +36,7 @@ from duelist.losses.stats import SampleStats
 from duelist.models.load import load_model, model_source
 from duelist.models.logprobs import LogProbModel, SequenceLogProbs, batch_logprobs, split_lm, unwrap_causal_lm
 from duelist.models.reference import FrozenModel, PrecomputedReference, Reference, score_examples
-from duelist.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, trainable
+from duelist.train.checkpoint import load_checkpoint, save_checkpoint, trainable
 from duelist.train.nonfinite import NonFinite, NonFiniteError, find_nonfinite
 from duelist.train.schedule import make_scheduler
 
@@ -343,9 +343,9 @@ class Learner:
             )
         self.acc.wait_for_everyone()
 
-    def resume(self) -> tuple[int, dict[str, torch.Tensor]]:
-        """Restore the newest checkpoint; returns (its step, the source's extra tensors); (0, {}) if none."""
-        ckpt = latest_checkpoint(self.out)
+    def resume(self, ckpt: Path | None) -> tuple[int, dict[str, torch.Tensor]]:
+        """Restore checkpoint ``ckpt`` (verified intact: ``checkpoint.latest_checkpoint``); returns (its step,
+        the source's extra tensors); (0, {}) if there is none."""
         if ckpt is None:
             self.log(f"--resume: no checkpoint in {self.out}; starting from step 0")
             return 0, {}

@@ -4,9 +4,9 @@ The source is chosen by the config's shape: an ``online:`` section makes an onli
 sampled, judged and turned into examples each round), else the offline plan over ``data.train``.
 
 The output folder is the run's, alone: its lock (``lock.RunLock``) is taken before anything there is read or
-changed and held until the run ends, so a second run on it stops naming the holder. ``--resume`` checks the
-config against the run's ``config.yaml`` (``resume_guard``) before any data or model is loaded, then
-restores the newest intact checkpoint (``checkpoint.latest_intact_checkpoint``).
+changed and held until the run ends, so a second run on it stops naming the holder. Before any data or
+model is loaded, ``--resume`` finds the newest intact checkpoint (``checkpoint.latest_intact_checkpoint``)
+and checks the config against the run's ``config.yaml`` (``resume_guard``); the run then restores it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from duelist.config import Config
 from duelist.data.tokenize import TokenizedPair
 from duelist.models.load import load_tokenizer
+from duelist.train.checkpoint import latest_checkpoint
 from duelist.train.host import default_threads, keep_freed_memory
 from duelist.train.learner import Learner
 from duelist.train.lock import RunLock, clear_run, run_files
@@ -53,12 +54,12 @@ def check_output_dir(out: Path, acc: Any, resume: bool, overwrite: bool) -> None
     acc.wait_for_everyone()
 
 
-def resume_changes(out: Path, cfg: Config, allow: bool) -> list[Change]:
-    """The math-changing differences from the run's saved config (refused unless ``allow``); none when the
-    run has no checkpoint yet, as then nothing was trained that the change could contradict."""
-    if not any((out / "checkpoints").glob("step-*")):
-        return []
-    return check_resume(out, cfg, allow)
+def find_resume(out: Path, cfg: Config, allow: bool) -> tuple[Path | None, list[Change]]:
+    """Before any data or model is loaded: the newest intact checkpoint (damaged newer ones are named on
+    stderr; none intact is a ``CheckpointError``) and the math-changing differences from the run's saved
+    config (refused unless ``allow``; none without a checkpoint: nothing was trained that they contradict)."""
+    ckpt = latest_checkpoint(out)
+    return ckpt, (check_resume(out, cfg, allow) if ckpt is not None else [])
 
 
 def make_source(cfg: Config, acc: Any, pairs: list[TokenizedPair] | None = None, **online_kw: Any) -> Source:
@@ -99,7 +100,7 @@ class Run:
             weakref.finalize(self, self.lock.release)
         try:
             check_output_dir(out, self.acc, resume, overwrite)
-            changes = resume_changes(out, cfg, allow_config_change) if resume else []
+            ckpt, changes = find_resume(out, cfg, allow_config_change) if resume else (None, [])
             set_seed(cfg.train.seed)
             online_kw = {"tokenizer": tokenizer, **online_kw} if cfg.online is not None else {}
             self.source = make_source(cfg, self.acc, pairs, **online_kw)  # data is validated before any model loads
@@ -107,7 +108,7 @@ class Run:
             self.source.attach(self.learner)
             self.start = 0
             if resume:
-                self.start, tensors = self.learner.resume()
+                self.start, tensors = self.learner.resume(ckpt)
                 self.source.load_state(tensors, self.learner)
             if self.acc.is_main_process:
                 if changes:
