@@ -270,12 +270,15 @@ class Learner:
         max_norm = self.cfg.optim.max_grad_norm
         grad_norm = self.acc.clip_grad_norm_(self.module.parameters(), max_norm if max_norm else math.inf)
         lr = self.scheduler.get_last_lr()[0]
-        found = find_nonfinite(step, {k: torch.cat(v) for k, v in a.checked.items()}, a.records, grad_norm)
+        checked = {k: torch.cat(v) for k, v in a.checked.items()}
+        norm = torch.as_tensor(grad_norm, device=self.acc.device)
+        finite = torch.stack([torch.isfinite(v).all() for v in [*checked.values(), norm]])
         names = sorted(a.sums)
-        flag = torch.tensor(float(found is not None), device=self.acc.device)
+        flag = (~finite).any().float()  # stays on the device: no synchronisation until the metrics' own
         packed = torch.stack([a.sums[n] for n in names] + [a.tokens.float(), a.count.float(), flag])
         packed = self.acc.reduce(packed, reduction="sum")  # one collective for metrics and the check
         if packed[-1].item() > 0:  # on any process: every process skips or stops alike
+            found = find_nonfinite(step, checked, a.records, grad_norm)
             return self._nonfinite(found, step, where, lr, packed[-3].item())
         self.optimizer.step()
         self.scheduler.step()
