@@ -137,6 +137,10 @@ class TrainConfig(Section):
     progress: bool = True
     tensorboard: bool = True
     save_final: bool = True
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/inf per-pair loss, log-prob or gradient norm: ``stop`` the run before that update (naming the
+    step, the quantity and the batch's records; the last checkpoint stays the newest), or ``skip`` the
+    update (no optimizer step) and count it in the metric ``updates/skipped_nonfinite``."""
     threads: int | None = Field(None, gt=0)
     """CPU threads per process; ``None`` = the machine's cores shared among the processes on it."""
     mixed_precision: Literal["no", "bf16"] = "no"

@@ -26,9 +26,10 @@ from duelist.train.plan import BatchPlan
 
 def prepare_data(
     cfg: Config, tokenizer: Any, fields: dict[str, tuple[float | None, float | None]] | None = None
-) -> tuple[list[TokenizedPair], str]:
-    """Read, validate and tokenize every record before anything trains; returns pairs and a summary.
-    ``fields``: numeric per-pair fields the loss reads (name → bounds), carried to the batches."""
+) -> tuple[list[TokenizedPair], list[str], str]:
+    """Read, validate and tokenize every record before anything trains; returns pairs, each pair's source
+    record (``pairs.jsonl, record 12``) and a summary. ``fields``: numeric per-pair fields the loss reads
+    (name → bounds), carried to the batches."""
     records = read_records(cfg.data.train, cfg.data.split)
     if cfg.data.limit:
         records = records[: cfg.data.limit]
@@ -39,7 +40,8 @@ def prepare_data(
         raise DataError(f"every pair of {cfg.data.train} is longer than data.max_length={cfg.data.max_length}")
     dropped = len(checked.examples) - len(kept)
     summary = checked.summary() + f"; {truncated} truncated, {dropped} dropped (data.truncation={cfg.data.truncation})"
-    return pairs, summary
+    where = [f"{checked.examples[i].source}, record {checked.examples[i].number}" for i in kept]
+    return pairs, where, summary
 
 
 def reference_mode(cfg: Config, loss: LossBase) -> str:
@@ -56,7 +58,8 @@ def reference_mode(cfg: Config, loss: LossBase) -> str:
 
 
 class OfflineSource:
-    """A data set's pairs in a seeded plan; ``pairs`` (optional) replaces reading ``cfg.data``."""
+    """A data set's pairs in a seeded plan; ``pairs`` (optional) replaces reading ``cfg.data`` (then a
+    non-finite value names pairs by their index alone, without a source record)."""
 
     def __init__(self, cfg: Config, acc: Any, tokenizer: Any, pairs: list[TokenizedPair] | None = None):
         self.cfg, self.acc = cfg, acc
@@ -67,8 +70,9 @@ class OfflineSource:
                 "(an `online:` section), not for a data set of pairs"
             )
         self.ref_mode = reference_mode(cfg, self.loss)
+        self.where: list[str] | None = None
         if pairs is None:
-            pairs, summary = prepare_data(cfg, tokenizer, self.loss.data_fields)
+            pairs, self.where, summary = prepare_data(cfg, tokenizer, self.loss.data_fields)
             if acc.is_main_process:
                 console.print(f"data: {cfg.data.train}: {summary}")
         self.pairs = pairs
@@ -101,7 +105,7 @@ class OfflineSource:
         return PrecomputedReference(flat, self.acc.device)
 
     def work(self, step: int, learner: Learner) -> StepWork:
-        return StepWork(self.pairs, [self.plan.micro_batches(step)], self.reference)
+        return StepWork(self.pairs, [self.plan.micro_batches(step)], self.reference, where=self.where)
 
     def finish(self, step: int, learner: Learner) -> dict[str, float]:
         return {}
