@@ -17,14 +17,14 @@ from duelist.eval.tournament.entrants import budget, entrant_configs
 
 
 def test_bundled_tournament_budgets_are_equal():
-    """intransitive-tournament: every entrant sees 20 × 8 = 160 prompts; every online entrant judges four
-    responses per prompt (K = 4; Nash-MD 2 samples + 2 opponents; EGPO 2 samples, judged twice), 640 in all;
-    offline DPO's fixed pairs are two responses per prompt, 320."""
+    """intransitive-tournament: every entrant sees 10 × 8 = 80 prompts; every online entrant judges four
+    responses per prompt (K = 4; Nash-MD 2 samples + 2 opponents; EGPO 2 samples, judged twice), 320 in all;
+    offline DPO's fixed pairs are two responses per prompt, 160."""
     tf = load_tournament_file(resolve_config("intransitive-tournament"))
     cfgs = entrant_configs(tf)
     got = {name: budget(cfg) for name, cfg in cfgs.items()}
-    assert got == {"offline_dpo": (160, 320), "online_dpo": (160, 640), "sppo": (160, 640), "inpo": (160, 640),
-                   "nash_md": (160, 640), "egpo": (160, 640)}
+    assert got == {"offline_dpo": (80, 160), "online_dpo": (80, 320), "sppo": (80, 320), "inpo": (80, 320),
+                   "nash_md": (80, 320), "egpo": (80, 320)}
     assert {c.online.judge for c in cfgs.values() if c.online} == {"intransitive"}
     assert {c.optim.lr for c in cfgs.values()} == {5e-5}
     assert cfgs["sppo"].train.output_dir == str(Path("runs/intransitive-tournament") / "sppo")
