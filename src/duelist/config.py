@@ -169,6 +169,10 @@ class EvalConfig(Section):
     temperature: float = Field(1.0, gt=0)
     batch_size: int = Field(64, gt=0)
     seed: int = 1234
+    frontier: bool = True
+    """Also measure the run's intermediate checkpoints (those ``train.save_every`` kept): the reward–KL frontier."""
+    show_pairs: int = Field(3, ge=0)
+    """Policy/reference sample pairs printed at random (seeded) in the terminal."""
 
 
 DEFAULT_METHOD: dict[str, Any] = {"name": "online_dpo"}

@@ -31,5 +31,5 @@ def run(args: argparse.Namespace) -> int:
     if not (policy / "config.json").is_file():
         raise FileNotFoundError(f"no trained model at {policy}; run `duelist train` first or pass --policy")
     out = Path(args.out) if args.out else run_dir
-    evaluate(cfg, policy, out, metrics_file=run_dir / "metrics.jsonl")
+    evaluate(cfg, policy, out, metrics_file=run_dir / "metrics.jsonl", run_dir=run_dir if not args.policy else None)
     return 0

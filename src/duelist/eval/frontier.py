@@ -5,7 +5,9 @@ with the oracle (a ``RewardJudge``) and estimates KL(π ‖ π_ref) from the sam
 (``kl_from_samples``: log π − log π_ref of the policy's own samples, averaged per prompt; t-interval
 over prompts). The reference itself is the point (0, its mean reward). A policy is a directory in
 Hugging Face format (a run's ``final/``) or a checkpoint directory ``checkpoints/step-N`` of a run,
-loaded as the run's base model plus the checkpoint's trainable weights.
+loaded as the run's base model plus the checkpoint's trainable weights. Where the prompts have an
+on-task classifier (``duelist.eval.on_task``) a point also carries the share of its samples on task,
+and where reference samples are given, the policy's win-rate over them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import numpy as np
 import torch
 
 from duelist.eval.kl import kl_from_samples
+from duelist.eval.on_task import OnTaskClassifier, on_task_share
 from duelist.eval.stats import Estimate, mean_interval
+from duelist.eval.winrate import win_rate
 from duelist.judges.base import RewardJudge
 
 
@@ -29,9 +33,16 @@ class FrontierPoint:
     label: str
     reward: Estimate
     kl: Estimate
+    on_task: Estimate | None = None
+    win_rate: Estimate | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "reward": self.reward.as_dict(), "kl": self.kl.as_dict()}
+        out: dict[str, Any] = {"label": self.label, "reward": self.reward.as_dict(), "kl": self.kl.as_dict()}
+        for name in ("on_task", "win_rate"):
+            est = getattr(self, name)
+            if est is not None:
+                out[name] = est.as_dict()
+        return out
 
 
 def reward_kl_point(
@@ -46,19 +57,53 @@ def reward_kl_point(
     max_new_tokens: int = 32,
     batch_size: int = 32,
     seed: int = 0,
+    on_task: OnTaskClassifier | None = None,
+    reference_texts: Sequence[str] | None = None,
 ) -> FrontierPoint:
+    """``reference_texts``: the reference's samples in prompt order (``samples_per_prompt`` each), for the
+    win-rate; ``on_task``: the classifier for the on-task share."""
     from duelist.eval.run import score
     from duelist.sample.generate import sample
 
     k = samples_per_prompt
     comps = sample(policy, tokenizer, prompt_ids, k, max_new_tokens, 1.0, batch_size, seed)
-    groups = np.array([c.prompt_index for c in comps])
-    r = judge.rewards([prompt_texts[c.prompt_index] for c in comps], [c.text for c in comps])
-    lp_pol = np.array([c.logprob for c in comps])
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    lp_pol = np.array([c.logprob for c in comps])
     lp_ref = lp_pol if policy is reference else score(reference, comps, pad, batch_size)
-    reward = mean_interval(r.reshape(len(prompt_ids), k).mean(1))
-    return FrontierPoint(label, reward, kl_from_samples(lp_pol, lp_ref, groups))
+    return point_of_samples(label, prompt_texts, [c.text for c in comps], lp_pol, lp_ref, judge, k, on_task,
+                            reference_texts)
+
+
+def point_of_samples(
+    label: str,
+    prompt_texts: Sequence[str],
+    texts: Sequence[str],
+    lp_policy: np.ndarray,
+    lp_reference: np.ndarray,
+    judge: RewardJudge,
+    samples_per_prompt: int,
+    on_task: OnTaskClassifier | None = None,
+    reference_texts: Sequence[str] | None = None,
+) -> FrontierPoint:
+    """A frontier point from a policy's samples (prompt order, ``samples_per_prompt`` each) and their
+    log-probabilities under the policy and the reference."""
+    k, n = samples_per_prompt, len(prompt_texts)
+    groups = np.repeat(np.arange(n), k)
+    r = judge.rewards([prompt_texts[g] for g in groups], list(texts))
+    kl = kl_from_samples(lp_policy, lp_reference, groups)
+    point = FrontierPoint(label, mean_interval(r.reshape(n, k).mean(1)), kl)
+    if on_task is not None:
+        point.on_task = on_task_share(on_task.on_task(texts), k)
+    if reference_texts is not None:
+        a = [list(texts[i * k : (i + 1) * k]) for i in range(n)]
+        b = [list(reference_texts[i * k : (i + 1) * k]) for i in range(n)]
+        point.win_rate = win_rate(judge, prompt_texts, a, b)[0]
+    return point
+
+
+def run_checkpoints(run_dir: str | Path) -> list[Path]:
+    """A run's intermediate checkpoints: all ``step-N`` but the last (which holds the final weights)."""
+    return [p for p in checkpoints_of(run_dir) if p.name != "final"][:-1]
 
 
 def checkpoints_of(run_dir: str | Path) -> list[Path]:

@@ -26,30 +26,33 @@ def eval_report(
     ref_rewards: np.ndarray,
     metrics_file: Path | None = None,
 ) -> None:
-    """Reward distributions, win-rate with its interval and KL, and the training curves if available."""
+    """Top row, the reward–KL frontier over the run (``result["frontier"]``: reference, checkpoints, final):
+    mean oracle reward, on-task share and win-rate over the reference against KL(π ‖ π_ref). Bottom row:
+    the reward distributions of policy and reference, and the training curves if available."""
     hist = _history(metrics_file)
-    ncols = 3 if hist else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4))
-    ax = axes[0]
+    points = result.get("frontier", [])
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    _frontier_panel(axes[0, 0], points, "reward", f"mean oracle reward ({result['judge']}), 95% interval")
+    _frontier_panel(axes[0, 1], points, "on_task", "share of samples on task, 95% interval")
+    _frontier_panel(axes[0, 2], points, "win_rate", "win-rate over the reference, 95% interval")
+    axes[0, 2].axhline(0.5, color="grey", ls="--", lw=1)
+    w, k = result["win_rate"], result["kl"]
+    axes[0, 2].set_title(
+        f"final: win-rate {w['mean']:.3f} [{w['lo']:.3f}, {w['hi']:.3f}], KL {k['mean']:.2f} ± {k['se']:.2f} nats"
+    )
+    axes[0, 0].set_title("reward–KL frontier over the run")
+    if "on_task_policy" in result:
+        p, r = result["on_task_policy"], result["on_task_reference"]
+        axes[0, 1].set_title(f"on task: policy {p['mean']:.3f}, reference {r['mean']:.3f}")
+    ax = axes[1, 0]
     bins = np.linspace(min(policy_rewards.min(), ref_rewards.min()), max(policy_rewards.max(), ref_rewards.max()), 30)
     ax.hist(ref_rewards, bins=bins, alpha=0.6, label=f"reference (mean {ref_rewards.mean():.3f})")
     ax.hist(policy_rewards, bins=bins, alpha=0.6, label=f"policy (mean {policy_rewards.mean():.3f})")
     ax.set_xlabel(f"oracle reward ({result['judge']})")
     ax.set_ylabel("samples")
     ax.legend()
-    ax = axes[1]
-    w = result["win_rate"]
-    ax.bar([0], [w["mean"]], yerr=[[w["mean"] - w["lo"]], [w["hi"] - w["mean"]]], capsize=8, width=0.5)
-    ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set_xticks([0], ["policy vs reference"])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("win-rate (95% interval)")
-    k = result["kl"]
-    ax.set_title(
-        f"win-rate {w['mean']:.3f} [{w['lo']:.3f}, {w['hi']:.3f}]\nKL(π‖π_ref) = {k['mean']:.2f} ± {k['se']:.2f} nats"
-    )
+    ax = axes[1, 1]
     if hist:
-        ax = axes[2]
         steps = [h["step"] for h in hist]
         ax.plot(steps, [h["loss"] for h in hist], label="loss")
         if "rewards/accuracy" in hist[0]:
@@ -59,6 +62,27 @@ def eval_report(
         ax.set_xlabel("step")
         ax.set_title("training")
         ax.legend()
+    else:
+        ax.axis("off")
+    axes[1, 2].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _frontier_panel(ax: Any, points: list[dict[str, Any]], key: str, ylabel: str) -> None:
+    """``key`` of each point (with its interval) against its KL (± 1 s.e.), joined in run order."""
+    pts = [p for p in points if key in p]
+    if not pts:
+        ax.text(0.5, 0.5, f"no {key.replace('_', '-')} measure for these prompts", ha="center", transform=ax.transAxes)
+        ax.axis("off")
+        return
+    x = [p["kl"]["mean"] for p in pts]
+    y = [p[key]["mean"] for p in pts]
+    yerr = [[p[key]["mean"] - p[key]["lo"] for p in pts], [p[key]["hi"] - p[key]["mean"] for p in pts]]
+    ax.errorbar(x, y, xerr=[p["kl"]["se"] for p in pts], yerr=yerr, fmt="o-", capsize=3)
+    for p in pts:
+        xy = (p["kl"]["mean"], p[key]["mean"])
+        ax.annotate(p["label"], xy, textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("KL(π ‖ π_ref), nats (± s.e.)")
+    ax.set_ylabel(ylabel)

@@ -21,9 +21,13 @@ from duelist.config import Config, ModelConfig
 from duelist.data import tasks
 from duelist.data.sources import read_records
 from duelist.data.tokenize import PairTokenizer
+from duelist.eval.frontier import FrontierPoint, load_policy, point_of_samples, reward_kl_point, run_checkpoints
 from duelist.eval.kl import kl_from_samples
+from duelist.eval.on_task import OnTaskClassifier, on_task_share
 from duelist.eval.plots import eval_report
-from duelist.eval.stats import mean_interval, winrate_interval
+from duelist.eval.report import print_pairs, sample_rows, write_samples
+from duelist.eval.stats import mean_interval
+from duelist.eval.winrate import win_rate
 from duelist.judges import RewardJudge, get_judge
 from duelist.models.load import load_model
 from duelist.models.logprobs import sequence_logprobs
@@ -68,35 +72,31 @@ def _text(prompt: Any) -> str:
     return prompt if isinstance(prompt, str) else prompt[-1]["content"]
 
 
-def evaluate(cfg: Config, policy: str | Path, out_dir: Path, metrics_file: Path | None = None) -> dict[str, Any]:
+def evaluate(
+    cfg: Config, policy: str | Path, out_dir: Path, metrics_file: Path | None = None, run_dir: Path | None = None
+) -> dict[str, Any]:
+    """``run_dir``: the policy's training run, whose intermediate checkpoints make the frontier (``eval.frontier``)."""
     e = cfg.eval
     t0 = time.perf_counter()
     spec, jname = prompt_source(cfg), judge_name(cfg)
     prompts = load_prompts(spec, e.num_prompts)
     judge = get_judge(jname)
+    clf_file = tasks.on_task_file(spec)
+    clf = OnTaskClassifier.load(clf_file) if clf_file else None
     base = cfg.model.model_copy(update={"lora": None, "gradient_checkpointing": False})
     ref_model, tok = load_model(base)
     pol_model, _ = load_model(ModelConfig(name=str(policy), dtype=cfg.model.dtype))
     enc = PairTokenizer(tok)
     ids = [enc.encode_prompt(p) for p in prompts]
     k = e.samples_per_prompt
-    kw = dict(
-        n=k,
-        max_new_tokens=e.max_new_tokens,
-        temperature=e.temperature,
-        batch_size=e.batch_size,
-        seed=e.seed,
-        progress=True,
-    )
-    pol = sample(pol_model, tok, ids, description="sampling policy", **kw)
-    ref = sample(ref_model, tok, ids, description="sampling reference", **kw)
+    kw = dict(max_new_tokens=e.max_new_tokens, temperature=e.temperature, batch_size=e.batch_size, seed=e.seed)
+    pol = sample(pol_model, tok, ids, k, progress=True, description="sampling policy", **kw)
+    ref = sample(ref_model, tok, ids, k, progress=True, description="sampling reference", **kw)
+    del pol_model
     texts = [_text(p) for p in prompts]
-    # every policy sample of a prompt against every reference sample of the same prompt
-    a = [pol[i * k + s] for i in range(len(prompts)) for s in range(k) for _ in range(k)]
-    b = [ref[i * k + t] for i in range(len(prompts)) for _ in range(k) for t in range(k)]
-    p_win = judge.prob([texts[c.prompt_index] for c in a], [c.text for c in a], [c.text for c in b])
-    per_prompt = p_win.reshape(len(prompts), k * k).mean(1)
-    win = winrate_interval(per_prompt)
+    pol_t, ref_t = [c.text for c in pol], [c.text for c in ref]
+    win, _ = win_rate(judge, texts, [pol_t[i * k : (i + 1) * k] for i in range(len(texts))],
+                      [ref_t[i * k : (i + 1) * k] for i in range(len(texts))])
     groups = np.array([c.prompt_index for c in pol])
     lp_pol = np.array([c.logprob for c in pol])  # recorded while sampling
     lp_ref = score(ref_model, pol, tok.pad_token_id, e.batch_size)
@@ -116,18 +116,62 @@ def evaluate(cfg: Config, policy: str | Path, out_dir: Path, metrics_file: Path 
             for c, r in list(zip(pol, ref, strict=True))[: 4 * k : k]
         ],
     }
+    columns: dict[str, Any] = {"log_ratio_policy": lp_pol - lp_ref}
+    if clf is not None:
+        columns |= {"on_task_policy": clf.on_task(pol_t), "on_task_reference": clf.on_task(ref_t)}
+        result["on_task_policy"] = on_task_share(columns["on_task_policy"], k).as_dict()
+        result["on_task_reference"] = on_task_share(columns["on_task_reference"], k).as_dict()
+    r_pol = r_ref = None
     if isinstance(judge, RewardJudge):
-        r_pol = judge.rewards([texts[c.prompt_index] for c in pol], [c.text for c in pol])
-        r_ref = judge.rewards([texts[c.prompt_index] for c in ref], [c.text for c in ref])
+        r_pol = judge.rewards([texts[c.prompt_index] for c in pol], pol_t)
+        r_ref = judge.rewards([texts[c.prompt_index] for c in ref], ref_t)
+        columns |= {"reward_policy": r_pol, "reward_reference": r_ref}
         result["reward_policy"] = mean_interval(r_pol.reshape(len(prompts), k).mean(1)).as_dict()
         result["reward_reference"] = mean_interval(r_ref.reshape(len(prompts), k).mean(1)).as_dict()
+        zero = np.zeros(len(ref_t))
+        points = [point_of_samples("reference", texts, ref_t, zero, zero, judge, k, clf)]
+        if e.frontier and run_dir is not None:
+            points += _checkpoint_points(cfg, run_dir, ref_model, tok, ids, texts, judge, clf, ref_t)
+        points.append(point_of_samples("final", texts, pol_t, lp_pol, lp_ref, judge, k, clf, ref_t))
+        result["frontier"] = [p.as_dict() for p in points]
     result["seconds"] = round(time.perf_counter() - t0, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.json").write_text(json.dumps(result, indent=1))
-    if "reward_policy" in result:
+    rows = sample_rows(texts, pol_t, ref_t, k, columns)
+    write_samples(out_dir / "samples.jsonl", rows)
+    if r_pol is not None and r_ref is not None:
         eval_report(out_dir / "eval.png", result, r_pol, r_ref, metrics_file)
+    print_pairs(rows, e.show_pairs, e.seed)
     print_result(result)
     return result
+
+
+def _checkpoint_points(
+    cfg: Config,
+    run_dir: Path,
+    ref_model: torch.nn.Module,
+    tok: Any,
+    ids: list[list[int]],
+    texts: list[str],
+    judge: RewardJudge,
+    clf: OnTaskClassifier | None,
+    ref_texts: list[str],
+) -> list[FrontierPoint]:
+    """Frontier points of the run's intermediate checkpoints, sampled like the final policy."""
+    e = cfg.eval
+    points = []
+    for path in run_checkpoints(run_dir):
+        console.print(f"frontier: {path.name}")
+        model = load_policy(path, cfg.model.dtype)
+        points.append(
+            reward_kl_point(
+                f"step {int(path.name.split('-')[1])}",
+                model, ref_model, tok, ids, texts, judge, e.samples_per_prompt, e.max_new_tokens, e.batch_size,
+                e.seed, clf, ref_texts,
+            )
+        )
+        del model
+    return points
 
 
 def print_result(result: dict[str, Any]) -> None:
@@ -147,4 +191,8 @@ def print_result(result: dict[str, Any]) -> None:
                 f"mean oracle reward, {name.split('_')[1]}", f"{r['mean']:.3f}", f"[{r['lo']:.3f}, {r['hi']:.3f}]"
             )
     t.add_row("KL(π ‖ π_ref), nats", f"{k['mean']:.3f} ± {k['se']:.3f}", f"[{k['lo']:.3f}, {k['hi']:.3f}]")
+    for name in ("on_task_policy", "on_task_reference"):
+        if name in result:
+            r = result[name]
+            t.add_row(f"on task, {name.split('_')[2]}", f"{r['mean']:.3f}", f"[{r['lo']:.3f}, {r['hi']:.3f}]")
     Console().print(t)

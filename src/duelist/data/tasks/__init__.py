@@ -21,6 +21,7 @@ class Task:
     judge: str | None  # oracle judge name (None: human labels only)
     licences: tuple[str, ...] = ()
     prompt_splits: tuple[str, ...] = field(default=("test",))
+    on_task: str | None = None  # file of the on-task classifier in the folder (duelist.eval.on_task), if any
 
     def path(self, split: str) -> Path:
         if split not in self.splits:
@@ -34,14 +35,17 @@ TASKS: dict[str, Task] = {
         Task(
             name="positive-review",
             description=(
-                "Controlled sentiment (the DPO paper's IMDb task, offline): continue a movie-review opening "
-                "positively. Pairs are two samples of SmolLM2-135M-Instruct (best and worst of 4) "
-                "ranked by the VADER lexicon."
+                "Controlled sentiment (the DPO paper's IMDb task, offline): continue the plain text "
+                "\"Movie review: <opening>\" positively. Pairs are two continuations by SmolLM2-135M-Instruct "
+                "(most and least positive of 4, on the first 512 training prompts) under the VADER lexicon. "
+                "'on_task.json': a naive-Bayes movie-review-vs-other-text classifier, the evaluation's "
+                "independent on-task check."
             ),
             folder="positive_review",
             splits={"train": "pairs_train.jsonl", "prompts": "prompts_train.jsonl", "test": "prompts_test.jsonl"},
             judge="lexicon",
             licences=("LICENSE-movie-snippets.txt",),
+            on_task="on_task.json",
         ),
         Task(
             name="hh-harmless",
@@ -58,10 +62,10 @@ TASKS: dict[str, Task] = {
         Task(
             name="intransitive-review",
             description=(
-                "positive-review's prompts judged by an intransitive oracle: a majority vote of sentiment, "
-                "brevity and lexical variety, which forms Condorcet cycles. Training pairs are positive-review's "
-                "pairs relabelled by that vote (ties dropped); 'samples' holds 200 triples of default-model "
-                "samples on test prompts."
+                "positive-review's openings as a chat task (\"Continue this movie review: ...\" as a user turn) "
+                "judged by an intransitive oracle: a majority vote of sentiment, brevity and lexical variety, which "
+                "forms Condorcet cycles. Training pairs are two default-model answers per prompt relabelled by "
+                "that vote (ties dropped); 'samples' holds 200 triples of default-model samples on test prompts."
             ),
             folder="intransitive_review",
             splits={
@@ -121,6 +125,14 @@ def get(spec: str) -> Task:
     if name not in TASKS:
         raise KeyError(f"unknown task {name!r}; built-in tasks: {', '.join(names())}")
     return TASKS[name]
+
+
+def on_task_file(spec: str) -> Path | None:
+    """The on-task classifier of the task named by ``spec``, or ``None`` (not a task, or it has none)."""
+    if not is_task(spec) or get(spec).on_task is None:
+        return None
+    t = get(spec)
+    return HERE / t.folder / t.on_task  # type: ignore[operator]
 
 
 def data_file(spec: str, split: str = "train") -> Path:

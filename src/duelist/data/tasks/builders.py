@@ -1,18 +1,25 @@
 """Reproducible builders for the shipped task files (``duelist tasks build <task>``).
 
-positive-review:
-1. prompts: movie-review openings (the first 4–8 words of a VADER movie-review snippet) wrapped as a
-   user turn "Continue this movie review: <opening>"; 1,024 training and 256 test prompts from disjoint
-   snippets, chosen with a fixed seed.
-2. pairs: for every training prompt, ``samples`` completions (32 new tokens, temperature 1) from the
-   default model; the most and least positive under the lexicon become chosen and rejected. Prompts
-   whose samples all score the same are skipped.
+positive-review is a plain continuation task, as in the DPO paper's IMDb setting (the policy continues the
+review's own text, so there is no assistant turn to drift into assistant talk):
+1. prompts (with ``--source``, the VADER movie-snippets file): movie-review openings (the first 4–8 words
+   of a snippet) as the plain text "Movie review: <opening>"; 1,024 training and 256 test prompts from
+   disjoint snippets, chosen with a fixed seed (the same openings as the earlier chat version).
+2. ``on_task.json`` (with ``--source``): the on-task classifier (``duelist.eval.on_task``): naive Bayes of
+   movie-review snippets (all but the test prompts' snippets) against other text: the human and
+   assistant turns of the shipped hh-harmless pairs and the questions and answers of the shipped
+   finegrained-qa questions; 10% of each class (seeded) is held out to measure its accuracy.
+3. pairs: for each of the first ``limit`` (512) training prompts, ``samples`` (4) continuations (32 new
+   tokens, temperature 1) from the default model; the most and least positive under the lexicon become
+   chosen and rejected.
+   Prompts whose samples all score the same are skipped.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -21,7 +28,7 @@ from duelist.data.tasks import HERE
 from duelist.data.tasks.judged_builders import build_finegrained_qa, build_intransitive_review
 from duelist.data.tasks.plural_builders import build_plural_review
 
-PROMPT_TEMPLATE = "Continue this movie review: {opening}"
+PROMPT_TEMPLATE = "Movie review: {opening}"
 console = Console(stderr=True)
 
 
@@ -48,7 +55,7 @@ def build_positive_review_prompts(
         opening = " ".join(text.split()[: rng.randint(4, 8)])
         prompts.append(
             {
-                "prompt": [{"role": "user", "content": PROMPT_TEMPLATE.format(opening=opening)}],
+                "prompt": PROMPT_TEMPLATE.format(opening=opening),
                 "opening": opening,
                 "snippet_id": sid,
                 "human_rating": rating,
@@ -92,8 +99,8 @@ def build_positive_review_pairs(
         pairs.append(
             {
                 "prompt": p["prompt"],
-                "chosen": [{"role": "assistant", "content": comps[best].text}],
-                "rejected": [{"role": "assistant", "content": comps[worst].text}],
+                "chosen": comps[best].text,
+                "rejected": comps[worst].text,
                 "score_chosen": float(scores[best]),
                 "score_rejected": float(scores[worst]),
             }
@@ -127,10 +134,60 @@ def build_hh_harmless(source: Path, out: Path = HERE / "hh_harmless", n_test: in
     console.print(f"wrote {len(rows) - n_test} train and {n_test} test pairs to {out}")
 
 
-def build_positive_review(source: Path | None, out: Path, samples: int = 4, limit: int | None = None) -> None:
-    """Prompts (only when the movie-snippets ``source`` is given), then pairs."""
+def _other_texts() -> list[str]:
+    """Text that is not a movie review: hh-harmless turns and finegrained-qa questions and answers (shipped)."""
+    import gzip
+
+    texts = []
+    with gzip.open(HERE / "hh_harmless" / "train.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            turns = re.split(r"\n\n(?:Human|Assistant): ", r["chosen"])
+            turns.append(r["rejected"].rsplit("\n\nAssistant: ", 1)[-1])
+            texts.extend(t.strip() for t in turns if t.strip())
+    with gzip.open(HERE / "finegrained_qa" / "questions_test.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            q = json.loads(line)
+            texts.extend([q["question"], *q["answers"]])
+    return texts
+
+
+def build_on_task(snippets: Path, out: Path = HERE / "positive_review", seed: int = 0) -> None:
+    """The naive-Bayes on-task classifier (see the module docstring), with its held-out accuracy."""
+    from duelist.eval.on_task import OnTaskClassifier
+
+    test_ids = {json.loads(l)["snippet_id"] for l in (out / "prompts_test.jsonl").read_text().splitlines()}
+    on = []
+    for line in snippets.read_text(encoding="latin-1").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[0] not in test_ids:
+            on.append(parts[2])
+    off = _other_texts()
+    rng = random.Random(seed)
+    rng.shuffle(on)
+    rng.shuffle(off)
+    cut_on, cut_off = len(on) // 10, len(off) // 10
+    held = OnTaskClassifier.fit(on[cut_on:], off[cut_off:])
+    acc_on = float(held.on_task(on[:cut_on]).mean())
+    acc_off = float(1 - held.on_task(off[:cut_off]).mean())
+    about = {
+        "what": "multinomial naive Bayes, movie review (on task) vs other text; alpha 1, min_count 2, equal priors",
+        "on_task_text": f"{len(on)} VADER movie-review snippets (C.J. Hutto, MIT; LICENSE-movie-snippets.txt), "
+        "the test prompts' snippets excluded",
+        "other_text": f"{len(off)} texts: hh-harmless human/assistant turns (Anthropic HH-RLHF, MIT) and "
+        "finegrained-qa questions and answers (FineGrainedRLHF, Apache-2.0)",
+        "held_out_accuracy": {"on_task": round(acc_on, 4), "other": round(acc_off, 4), "share_held_out": 0.1},
+        "built_by": "duelist tasks build positive-review --source movieReviewSnippets_GroundTruth.txt",
+    }
+    OnTaskClassifier.fit(on, off).save(out / "on_task.json", about)
+    console.print(f"on-task classifier: held-out accuracy {acc_on:.3f} (reviews), {acc_off:.3f} (other text)")
+
+
+def build_positive_review(source: Path | None, out: Path, samples: int = 4, limit: int | None = 512) -> None:
+    """Prompts and the on-task classifier (only when the movie-snippets ``source`` is given), then pairs."""
     if source is not None:
         build_positive_review_prompts(source, out)
+        build_on_task(source, out)
     build_positive_review_pairs(out, samples=samples, limit=limit)
 
 

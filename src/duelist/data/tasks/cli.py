@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("name")
     b.add_argument("--source", type=Path, help="raw source file (movie-snippets text file; HH-RLHF jsonl.gz)")
     b.add_argument("--out", type=Path, help="output folder (default: the task's folder in the package)")
-    b.add_argument("--samples", type=int, default=4, help="samples per prompt when building pairs")
-    b.add_argument("--limit", type=int, help="only the first N prompts")
+    b.add_argument("--samples", type=int, help="samples per prompt when building pairs (default: the builder's)")
+    b.add_argument("--limit", type=int, help="only the first N prompts (default: the builder's)")
     p.set_defaults(run=run)
 
 
@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         out = args.out or tasks.HERE / tasks.get(args.name).folder
-        BUILDERS[args.name](args.source, out, samples=args.samples, limit=args.limit)
+        given = {"samples": args.samples, "limit": args.limit}
+        BUILDERS[args.name](args.source, out, **{k: v for k, v in given.items() if v is not None})
         return 0
     listed = [tasks.TASKS[name] for name in tasks.names()]
     if args.json:

@@ -1,11 +1,14 @@
 """Builders for the intransitive-review and finegrained-qa tasks (``duelist tasks build NAME``).
 
 intransitive-review (no source file needed):
-1. ``samples_test.jsonl``: for the first ``limit`` (200) test prompts of positive-review, ``samples``
+0. ``prompts_train.jsonl`` / ``prompts_test.jsonl`` and ``chat_pairs_train.jsonl``: positive-review's prompts
+   and pairs from when it was a chat task (user turn "Continue this movie review: <opening>", assistant
+   answers), kept here unchanged as this task's prompts and the source of its (and plural-review's) pairs.
+1. ``samples_test.jsonl``: for the first ``limit`` (200) of those test prompts, ``samples``
    (3) completions of the default model (24 new tokens, temperature 1, seed 0): 200 triples of real
    samples, the fixture on which the intransitive judge's Condorcet cycles are counted.
-2. ``pairs_train.jsonl``: positive-review's training pairs (two default-model samples per training
-   prompt) relabelled by the intransitive judge; pairs it ties are dropped. No new sampling.
+2. ``pairs_train.jsonl``: the chat pairs (two default-model samples per training prompt) relabelled by
+   the intransitive judge; pairs it ties are dropped. No new sampling.
 
 finegrained-qa (``--source dev_feedback.json`` of FineGrainedRLHF's qa-feedback, Apache-2.0):
 1. ``train.jsonl.gz`` / ``test.jsonl.gz``: every human non-tie pairwise label becomes a preference pair
@@ -70,7 +73,7 @@ def build_intransitive_samples(
     from duelist.models.load import load_model
     from duelist.sample.generate import sample
 
-    prompts = _read_jsonl(out / "prompts_test.jsonl")[:n_prompts]
+    prompts = _read_jsonl(HERE / "intransitive_review" / "prompts_test.jsonl")[:n_prompts]
     model, tok = load_model(ModelConfig(name="default", dtype="float32"))
     enc = PairTokenizer(tok)
     ids = [enc.encode_prompt(p["prompt"]) for p in prompts]
@@ -97,7 +100,7 @@ def build_intransitive_pairs(out: Path = HERE / "intransitive_review") -> None:
     from duelist.judges.intransitive import MajorityJudge
 
     judge = MajorityJudge()
-    src = _read_jsonl(HERE / "positive_review" / "pairs_train.jsonl")
+    src = _read_jsonl(HERE / "intransitive_review" / "chat_pairs_train.jsonl")
     a = [r["chosen"][-1]["content"] for r in src]
     b = [r["rejected"][-1]["content"] for r in src]
     p = judge.prob([""] * len(a), a, b)

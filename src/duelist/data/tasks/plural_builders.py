@@ -1,6 +1,6 @@
 """Builder of the plural-review task (``duelist tasks build plural-review``): pairs labelled per user, by users
 who are mixtures of the population judge's groups. No model is run and no source file is needed; the responses
-are default-model samples already shipped with positive-review and intransitive-review.
+are default-model samples already shipped with intransitive-review.
 
 1. Users (seed 0): 50 users; user u's primary group g_u is drawn with the population's shares (enthusiasts 0.5,
    skimmers 0.3, stylists 0.2), and their weights over the groups are α_u = 0.8 · e_{g_u} + 0.2 · Dirichlet(1, 1, 1).
@@ -8,10 +8,10 @@ are default-model samples already shipped with positive-review and intransitive-
 2. A user's reward is the mixture of the groups' rewards, r_u(y) = Σ_g α_ug r_g(y) (``PopulationJudge.group_rewards``:
    criteria in units of their typical spread), and their label a draw from Bradley–Terry at temperature 0.5,
    P_u(a ≻ b) = σ((r_u(a) − r_u(b)) / 0.5); the record keeps ``p_user`` = P_u(chosen ≻ rejected).
-3. ``train.jsonl.gz``: each of positive-review's 1,024 training pairs (two default-model samples per training prompt)
+3. ``train.jsonl.gz``: each of intransitive-review's 1,024 chat pairs (two default-model samples per training prompt)
    is labelled by two distinct training users drawn at random: 2,048 records.
 4. Held-out users label the three pairs of each of intransitive-review's 200 test triples (default-model samples on
-   positive-review's test prompts: 600 pairs), 60 pairs per user, disjoint; each user's first 10 form ``fit.jsonl.gz``
+   its chat test prompts: 600 pairs), 60 pairs per user, disjoint; each user's first 10 form ``fit.jsonl.gz``
    (few-shot data for localising a new user: PAL's weights, MaxMin's E-step) and the other 50 ``test.jsonl.gz``.
 
 Each record: ``prompt``, ``chosen``, ``rejected`` (conversational), ``user``, ``group`` (primary group index),
@@ -90,7 +90,7 @@ def build_plural_review(
     rng = np.random.default_rng(0)
     groups, weights = draw_users(N_TRAIN_USERS + N_TEST_USERS, PopulationJudge().shares, rng)
 
-    train_src = _read_jsonl(HERE / "positive_review" / "pairs_train.jsonl")
+    train_src = _read_jsonl(HERE / "intransitive_review" / "chat_pairs_train.jsonl")
     train_pairs, train_users = [], []
     for r in train_src:
         for u in rng.choice(N_TRAIN_USERS, size=LABELS_PER_TRAIN_PAIR, replace=False):
