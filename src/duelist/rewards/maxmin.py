@@ -188,6 +188,7 @@ class MaxMin(Kind):
     """
 
     reads_user = True
+    refits = True
 
     def __init__(
         self,
@@ -206,6 +207,15 @@ class MaxMin(Kind):
         col = w["cluster"].unsqueeze(1)
         rw, rl = w["rewards"].gather(1, col)[:, 0], l["rewards"].gather(1, col)[:, 0]
         return LossOutput(bt_losses(rw, rl, center=self.center), pair_metrics(rw, rl))
+
+    def refit(self, head: nn.Module, w: HeadOutput, l: HeadOutput, users: Tensor | None) -> dict[str, float]:
+        """The E-step: each training user joins the group that best explains all their comparisons."""
+        if users is None:
+            raise ValueError("MaxMin's E-step needs each pair's user")
+        old = head.assignment.clone()
+        new = e_step(pair_log_likelihoods(w, l).cpu(), users.cpu(), old.shape[0], old.cpu())
+        head.assignment.copy_(new)
+        return {"maxmin/reassigned": float((new != old.cpu()).sum())}
 
     def logit(self, a: HeadOutput, b: HeadOutput) -> Tensor:
         g = worst_group(torch.cat([a["scores"], b["scores"]]))
