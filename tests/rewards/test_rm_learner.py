@@ -21,6 +21,11 @@ from duelist.train.reward import RewardSource
 from duelist.train.run import Run
 
 
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DUELIST_CACHE", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def data(tmp_path):
     return write_jsonl(tmp_path / "pairs.jsonl", standard_rows(16))
@@ -134,6 +139,9 @@ def test_frozen_backbone_trains_the_head_alone(tiny_model_dir, data, tmp_path):
 
     saved = load_file(tmp_path / "f/checkpoints/step-000004/model.safetensors")
     assert sorted(saved) == ["head.value.0.weight"]
+    (cached,) = (tmp_path / "cache/features").glob("*.safetensors")
+    again = Run(_cfg(tiny_model_dir, data, tmp_path / "g", "reward_model.backbone=frozen", "reward_model.kind.name=gpm"))
+    assert torch.equal(again.learner._cached(again.source.pairs)[0], load_file(cached)["chosen"])
 
 
 def test_maxmin_recovers_planted_groups(tiny_model_dir, tmp_path):

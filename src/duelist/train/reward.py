@@ -12,29 +12,32 @@ the rows, since it predicts nothing; the placeholder is that final token, and ne
 The learner never looks at the kind's name: it reads what the kind declares (``reads_user``, ``backbones``,
 ``refits``, ``has_reward``), calls ``kind.loss(w, l, fields, progress)`` with the head's outputs for the
 chosen (w) and rejected (l) responses, and saves the folder of ``duelist.rewards.model``. With
-``reward_model.backbone: frozen`` only the head trains, on hidden states computed once per pair before the
-first step (a probe on fixed features: seconds per epoch instead of minutes).
+``reward_model.backbone: frozen`` only the head trains, on hidden states computed once per pair at the first
+step and cached on disk (``$DUELIST_CACHE/features``, keyed by the weights and the token ids): a probe on fixed
+features, seconds per epoch instead of minutes, and free for a second kind trained on the same pairs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from duelist.config import Config
 from duelist.data.collate import TokenBatch, collate_pairs
 from duelist.data.tokenize import TokenizedPair
 from duelist.models.heads import HeadOutput, fit_normalisation
-from duelist.models.load import load_model, model_source
+from duelist.models.load import cache_dir, load_model, model_source
 from duelist.models.logprobs import _model_mask, split_lm, unwrap_causal_lm
-from duelist.models.reference import Reference
+from duelist.models.reference import Reference, micro_batch_key
 from duelist.rewards import USER_FIELD, Kind, build_kind
 from duelist.rewards.model import save_reward_model
 from duelist.rewards.registry import index_users
@@ -238,16 +241,32 @@ class RewardLearner:
         return torch.tensor([int(pairs[i].extra[USER_FIELD]) for i in idx], dtype=torch.long, device=self.acc.device)
 
     def _cached(self, pairs: Sequence[TokenizedPair]) -> tuple[Tensor, Tensor, Tensor]:
-        """Hidden states of every pair (frozen backbone): chosen [P, M, H], rejected [P, M, H], prompt [P, H]."""
+        """Hidden states of every pair (frozen backbone): chosen [P, M, H], rejected [P, M, H], prompt [P, H];
+        computed once and cached on disk under the weights' fingerprint and the exact token ids."""
         if self.features is None or self.features[0] != id(pairs):
-            parts = []
-            with torch.no_grad():
-                for s in range(0, len(pairs), self.cfg.train.batch_size):
-                    idx = list(range(s, min(s + self.cfg.train.batch_size, len(pairs))))
-                    batch = collate_pairs([pairs[i] for i in idx], idx, self.pad_id, self.layout).to(self.acc.device)
-                    h, x = self.net.hidden(batch.tensors())
-                    parts.append((h[: len(idx)], h[len(idx) :], x[: len(idx)]))
-            self.features = (id(pairs), *(torch.cat([p[k] for p in parts]) for k in range(3)))
+            size = self.cfg.train.batch_size
+            batches = [list(range(s, min(s + size, len(pairs)))) for s in range(0, len(pairs), size)]
+            key = micro_batch_key(
+                self.net.models[0], model_source(self.cfg.model), pairs, batches, self.layout, self.autocast
+            )
+            path = cache_dir() / "features" / f"{key}-x{len(self.net.models)}.safetensors"
+            if path.is_file():
+                flat = load_file(path, device=str(self.acc.device))
+            else:
+                parts = []
+                with torch.no_grad():
+                    for idx in batches:
+                        batch = collate_pairs([pairs[i] for i in idx], idx, self.pad_id, self.layout)
+                        h, x = self.net.hidden(batch.to(self.acc.device).tensors())
+                        parts.append((h[: len(idx)], h[len(idx) :], x[: len(idx)]))
+                names = ("chosen", "rejected", "prompt")
+                flat = {name: torch.cat([p[k] for p in parts]) for k, name in enumerate(names)}
+                if self.acc.is_main_process:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(f".tmp{os.getpid()}")
+                    save_file({k: v.cpu().contiguous() for k, v in flat.items()}, tmp)
+                    os.replace(tmp, path)  # atomic
+            self.features = (id(pairs), flat["chosen"], flat["rejected"], flat["prompt"])
         return self.features[1], self.features[2], self.features[3]
 
     def outputs(
