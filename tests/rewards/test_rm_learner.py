@@ -140,7 +140,8 @@ def test_frozen_backbone_trains_the_head_alone(tiny_model_dir, data, tmp_path):
     saved = load_file(tmp_path / "f/checkpoints/step-000004/model.safetensors")
     assert sorted(saved) == ["head.value.0.weight"]
     (cached,) = (tmp_path / "cache/features").glob("*.safetensors")
-    again = Run(_cfg(tiny_model_dir, data, tmp_path / "g", "reward_model.backbone=frozen", "reward_model.kind.name=gpm"))
+    gpm = ("reward_model.backbone=frozen", "reward_model.kind.name=gpm")
+    again = Run(_cfg(tiny_model_dir, data, tmp_path / "g", *gpm))
     assert torch.equal(again.learner._cached(again.source.pairs)[0], load_file(cached)["chosen"])
 
 
