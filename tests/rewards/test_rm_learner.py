@@ -150,9 +150,17 @@ def test_maxmin_recovers_planted_groups(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "plural.jsonl", _plural_rows())
     run = Run(_cfg(tiny_model_dir, data, tmp_path / "m", "reward_model.kind.name=maxmin",
                    "reward_model.backbone=frozen", "train.steps=40", "optim.lr=3e-2"))
-    run.fit()
+    final = run.fit().final_dir
     assert purity(run.learner.head.assignment, [0, 0, 1, 1]) == 1.0
     assert any("maxmin/reassigned" in m for m in read_metrics(tmp_path / "m"))
+    # held-out users fitted from their pairs join the group of the users who label like them
+    rm = load_reward_model(final)
+    rows = [{**r, "user": 98} for r in _plural_rows()[:8]] + [{**r, "user": 99} for r in _plural_rows()[16:24]]
+    new = rm.fit_users([r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows],
+                       [r["user"] for r in rows])
+    assert new == [98, 99]
+    groups = rm.head.assignment.tolist()
+    assert groups[4:] == [groups[0], groups[2]]
 
 
 def test_label_flips_reach_the_training_pairs(tiny_model_dir, data, tmp_path):
@@ -176,3 +184,22 @@ def test_config_errors(tiny_model_dir, data, tmp_path):
         load_config(None, ["reward_model.kind.name=bt", "online.judge=lexicon"])
     cfg = load_config(None, ["reward_model.kind.name=gpm", "reward_model.kind.k=3"])
     assert cfg.reward_model.kind == {"name": "gpm", "k": 3}
+
+
+def test_pal_fits_a_held_out_user_from_their_pairs(tiny_model_dir, tmp_path):
+    """PAL-A trained on four users; a new user's mixture weights alone are fitted on their pairs (the head's other
+    weights stay as trained), after which the model scores for them."""
+    data = write_jsonl(tmp_path / "plural.jsonl", _plural_rows())
+    run = Run(_cfg(tiny_model_dir, data, tmp_path / "p", "reward_model.kind.name=pal-a", "reward_model.kind.dim=8",
+                   "reward_model.backbone=frozen", "train.steps=10", "optim.lr=1e-2"))
+    rm = load_reward_model(run.fit().final_dir)
+    before = {k: v.clone() for k, v in rm.head.state_dict().items()}
+    rows = [{**r, "user": 77} for r in _plural_rows()[16:24]]
+    assert rm.fit_users([r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows],
+                        [77] * 8) == [77]
+    after = rm.head.state_dict()
+    assert after["users.logits"].shape == (5, 2)
+    assert torch.equal(after["users.logits"][:4], before["users.logits"])
+    assert all(torch.equal(before[k], after[k]) for k in before if k != "users.logits")
+    assert rm.prob([r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows],
+                   [77] * 8).shape == (8,)

@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--data", default="hh-harmless:test")
     a.add_argument("--dpo", help="reward model: also the implicit-reward accuracy of this DPO policy on the same pairs")
     a.add_argument("--judge", help="reward model on triples: the oracle (default: the task's)")
+    a.add_argument("--fit", help="per-user reward model: pairs that fit the users it has not seen (plural-review:fit)")
     a.add_argument("--reference", default="default")
     a.add_argument("--beta", type=float, default=0.1)
     a.add_argument("--max-length", type=int, default=512)
@@ -143,7 +144,7 @@ def run_measure(args: argparse.Namespace) -> int:
         from duelist.eval.rm_accuracy import evaluate_reward_model, is_reward_model
 
         if is_reward_model(args.policy):
-            res = evaluate_reward_model(args.policy, args.data, args.limit, args.batch_size, args.judge)
+            res = evaluate_reward_model(args.policy, args.data, args.limit, args.batch_size, args.judge, args.fit)
             if args.dpo:
                 res["dpo_implicit_reward"] = evaluate_accuracy(
                     args.dpo, args.data, args.reference, args.beta, args.max_length, args.max_prompt_length,

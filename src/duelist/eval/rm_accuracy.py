@@ -2,7 +2,10 @@
 
 * **Pairs** (any preference format): the model agrees with the label when P(y_w ≻ y_l | x) > ½ (exactly ½ counts
   ½), with a 95% interval over pairs (``winrate_interval``: Wilson for 0/1 outcomes), per subset when records
-  carry a ``subset`` field, and per user for per-user kinds (records with ``user``, each a user of the model).
+  carry a ``subset`` field, per group (with the worst group's accuracy) when they carry a ``group`` field (e.g.
+  plural-review's users' primary groups), and per user for per-user kinds (records with ``user``). Users the model
+  has not seen are fitted first on ``fit`` pairs (``RewardModel.fit_users``: PAL their mixture weights alone,
+  MaxMin their group by the E-step).
 * **Triples** (records with ``prompt`` and three or more ``samples``, e.g. ``intransitive-review:samples``): an
   oracle judge (the task's, or ``judge``) labels the three pairs of the first three samples; triples it ranks in
   a cycle (a ≻ b ≻ c ≻ a) are the **cyclic triples**, and the model gets one right when all three of its
@@ -98,9 +101,10 @@ def evaluate_reward_model(
     limit: int | None = None,
     batch_size: int = 16,
     judge: str | None = None,
+    fit: str | None = None,
 ) -> dict[str, Any]:
     """Load the model at ``folder`` and measure it on ``data`` (pairs, or triples of samples); JSON-able.
-    ``judge``: the triples' oracle (default: the task's)."""
+    ``judge``: the triples' oracle (default: the task's); ``fit``: pairs that fit unseen users (per-user kinds)."""
     from duelist.data import tasks
     from duelist.data.formats import validate
     from duelist.data.sources import read_records
@@ -117,10 +121,18 @@ def evaluate_reward_model(
     fields = {USER_FIELD: (0, None)} if rm.kind.reads_user else None
     examples = validate(records, on_invalid="error", fields=fields).examples
     users = [int(e.extra[USER_FIELD]) for e in examples] if rm.kind.reads_user else None
+    if users is not None and fit is not None:
+        fx = validate(read_records(fit, "fit"), on_invalid="error", fields=fields).examples
+        fit_users = [int(e.extra[USER_FIELD]) for e in fx]
+        res["fitted_users"] = rm.fit_users([e.prompt for e in fx], [e.chosen for e in fx], [e.rejected for e in fx],
+                                           fit_users)
     res |= pair_accuracy(rm, examples, users)
-    subsets = [r.data.get("subset") for r in records]
-    if any(s is not None for s in subsets):
-        res["per_subset"] = _grouped(rm, examples, subsets, users)
+    for key, name in (("subset", "per_subset"), ("group", "per_group")):
+        values = [r.data.get(key) for r in records]
+        if any(v is not None for v in values):
+            res[name] = _grouped(rm, examples, values, users)
+            worst = min(res[name].items(), key=lambda kv: kv[1]["accuracy"]["mean"])
+            res[f"worst_{key}"] = {key: worst[0], **worst[1]}
     if users is not None:
         res["per_user"] = {k: v["accuracy"]["mean"] for k, v in _grouped(rm, examples, users, users).items()}
     return res

@@ -217,6 +217,16 @@ class MaxMin(Kind):
         head.assignment.copy_(new)
         return {"maxmin/reassigned": float((new != old.cpu()).sum())}
 
+    def fit_new_users(
+        self, head: nn.Module, chosen: Tensor, rejected: Tensor, prompt: Tensor | None, users: Tensor, count: int
+    ) -> None:
+        """New users join the group that best explains their pairs (the E-step with the groups' rewards fixed)."""
+        old = head.assignment
+        head.assignment = torch.cat([old, torch.zeros(count, dtype=old.dtype, device=old.device)])
+        with torch.no_grad():
+            loglik = pair_log_likelihoods(head(chosen), head(rejected))
+        head.assignment.copy_(e_step(loglik.cpu(), users.cpu(), head.assignment.shape[0], head.assignment.cpu()))
+
     def logit(self, a: HeadOutput, b: HeadOutput) -> Tensor:
         g = worst_group(torch.cat([a["scores"], b["scores"]]))
         return a["rewards"][:, g] - b["rewards"][:, g]

@@ -109,6 +109,14 @@ class Kind(ABC):
         groups) from its outputs over every training pair (``users``: each pair's user row). Returns metrics."""
         return {}
 
+    def fit_new_users(
+        self, head: nn.Module, chosen: Tensor, rejected: Tensor, prompt: Tensor | None, users: Tensor, count: int
+    ) -> None:
+        """Per-user kinds: append ``count`` users to the head and fit them on their pairs alone, everything else
+        fixed (``chosen``/``rejected``/``prompt``: the backbone's hidden states of the pairs, ``users``: each pair's
+        new user row)."""
+        raise TypeError(f"model kind {self.name!r} has no users to fit")
+
     def reward(self, out: HeadOutput) -> Tensor:
         """One standardised reward per response, [N] (the first reward column by default)."""
         if not self.has_reward:
