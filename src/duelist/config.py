@@ -274,6 +274,8 @@ class Config(Section):
         if self.reward_model is not None:
             if self.online is not None:
                 raise ValueError("reward_model and online are exclusive: a reward model trains on a data set of pairs")
+            if self.reward_model.backbone == "frozen" and self.model.lora is not None:
+                raise ValueError("reward_model.backbone=frozen trains the head alone: remove model.lora")
             if "loss" in self.model_fields_set and self.loss != DEFAULT_LOSS:
                 raise ValueError(
                     "a reward model trains with its kind's loss; set its parameters under reward_model.kind "

@@ -182,6 +182,8 @@ def test_config_errors(tiny_model_dir, data, tmp_path):
         _cfg(tiny_model_dir, data, tmp_path, "loss.name=ipo")
     with pytest.raises(ConfigError, match="exclusive"):
         load_config(None, ["reward_model.kind.name=bt", "online.judge=lexicon"])
+    with pytest.raises(ConfigError, match="remove model.lora"):
+        load_config(None, ["reward_model.backbone=frozen", "model.lora.r=4"])
     cfg = load_config(None, ["reward_model.kind.name=gpm", "reward_model.kind.k=3"])
     assert cfg.reward_model.kind == {"name": "gpm", "k": 3}
 
@@ -203,3 +205,17 @@ def test_pal_fits_a_held_out_user_from_their_pairs(tiny_model_dir, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before if k != "users.logits")
     assert rm.prob([r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows],
                    [77] * 8).shape == (8,)
+
+
+def test_crm_on_a_frozen_backbone_runs_it_once(tiny_model_dir, data, tmp_path):
+    """CRM's two backbones, frozen, are one module run once; the two columns read the same features, and the folder
+    saves both backbones (identical) and scores like the trained net."""
+    run = Run(_cfg(tiny_model_dir, data, tmp_path / "c", "reward_model.kind.name=crm", "reward_model.backbone=frozen"))
+    assert run.learner.net.models[0] is run.learner.net.models[1]
+    hw, _, _ = run.learner._cached(run.source.pairs)
+    assert hw.shape == (16, 2, 32) and torch.equal(hw[:, 0], hw[:, 1])
+    rm = load_reward_model(run.fit().final_dir)
+    rows = standard_rows(16)
+    p = rm.prob([r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows])
+    w, l = run.learner.score_all(run.source.pairs)
+    assert abs(p - torch.sigmoid((w["rewards"] - l["rewards"]).mean(1)).double().numpy()).max() <= 1e-5

@@ -19,6 +19,7 @@ features, seconds per epoch instead of minutes, and free for a second kind train
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -85,8 +86,11 @@ class RewardNet(nn.Module):
         (first backbone) [2B, H]."""
         tb = TokenBatch(**batch)  # type: ignore[arg-type]
         last, prompt = read_positions(tb)
-        outs, first = [], None
+        outs, first, done = [], None, {}
         for model in self.models:
+            if id(model) in done:  # the same (frozen) backbone in several places: one forward pass
+                outs.append(done[id(model)])
+                continue
             backbone = split_lm(model)[0]
             with torch.autocast(tb.input_ids.device.type, dtype=self.autocast, enabled=self.autocast is not None):
                 h = backbone(
@@ -96,6 +100,7 @@ class RewardNet(nn.Module):
                     use_cache=False,
                 ).last_hidden_state.flatten(0, 1)
             outs.append(h[last])
+            done[id(model)] = outs[-1]
             first = h[prompt] if first is None else first
         assert first is not None
         return torch.stack(outs, dim=1), first
@@ -197,11 +202,15 @@ class RewardLearner:
         assert cfg.reward_model is not None
         self.cfg, self.acc, self.kind = cfg, acc, kind
         self.out = Path(cfg.train.output_dir)
-        if models is None:
-            loaded = [load_model(cfg.model, acc.device) for _ in range(kind.backbones)]
-            models, tokenizer = [m for m, _ in loaded], loaded[0][1]
-        self.tokenizer, self.pad_id = tokenizer, tokenizer.pad_token_id
         self.frozen = cfg.reward_model.backbone == "frozen"
+        if models is None:
+            # frozen copies of one model are one function: a kind with several backbones shares a single one
+            loaded = [load_model(cfg.model, acc.device) for _ in range(1 if self.frozen else kind.backbones)]
+            models, tokenizer = [m for m, _ in loaded], loaded[0][1]
+        models = list(models)
+        while len(models) < kind.backbones:  # frozen: the same module again; trained: a copy of its own
+            models.append(models[0] if self.frozen else copy.deepcopy(models[0]))
+        self.tokenizer, self.pad_id = tokenizer, tokenizer.pad_token_id
         for m in models:
             lm = unwrap_causal_lm(m)
             out_emb, in_emb = lm.get_output_embeddings(), lm.get_input_embeddings()
