@@ -182,7 +182,7 @@ def test_config_errors(tiny_model_dir, data, tmp_path):
         _cfg(tiny_model_dir, data, tmp_path, "loss.name=ipo")
     with pytest.raises(ConfigError, match="exclusive"):
         load_config(None, ["reward_model.kind.name=bt", "online.judge=lexicon"])
-    with pytest.raises(ConfigError, match="remove model.lora"):
+    with pytest.raises(ConfigError, match=r"remove model\.lora"):
         load_config(None, ["reward_model.backbone=frozen", "model.lora.r=4"])
     cfg = load_config(None, ["reward_model.kind.name=gpm", "reward_model.kind.k=3"])
     assert cfg.reward_model.kind == {"name": "gpm", "k": 3}

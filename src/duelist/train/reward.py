@@ -258,7 +258,7 @@ class RewardLearner:
             key = micro_batch_key(
                 self.net.models[0], model_source(self.cfg.model), pairs, batches, self.layout, self.autocast
             )
-            path = cache_dir() / "features" / f"{key}-x{len(self.net.models)}.safetensors"
+            path = cache_dir() / "features" / f"{key}.safetensors"  # one backbone's: frozen copies are one module
             if path.is_file():
                 flat = load_file(path, device=str(self.acc.device))
             else:
@@ -267,6 +267,7 @@ class RewardLearner:
                     for idx in batches:
                         batch = collate_pairs([pairs[i] for i in idx], idx, self.pad_id, self.layout)
                         h, x = self.net.hidden(batch.to(self.acc.device).tensors())
+                        h = h[:, :1]
                         parts.append((h[: len(idx)], h[len(idx) :], x[: len(idx)]))
                 names = ("chosen", "rejected", "prompt")
                 flat = {name: torch.cat([p[k] for p in parts]) for k, name in enumerate(names)}
@@ -275,7 +276,9 @@ class RewardLearner:
                     tmp = path.with_suffix(f".tmp{os.getpid()}")
                     save_file({k: v.cpu().contiguous() for k, v in flat.items()}, tmp)
                     os.replace(tmp, path)  # atomic
-            self.features = (id(pairs), flat["chosen"], flat["rejected"], flat["prompt"])
+            m = len(self.net.models)
+            chosen, rejected = (flat[k].expand(-1, m, -1) for k in ("chosen", "rejected"))
+            self.features = (id(pairs), chosen, rejected, flat["prompt"])
         return self.features[1], self.features[2], self.features[3]
 
     def outputs(
