@@ -219,3 +219,28 @@ def test_crm_on_a_frozen_backbone_runs_it_once(tiny_model_dir, data, tmp_path):
     p = rm.prob([r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows])
     w, l = run.learner.score_all(run.source.pairs)
     assert abs(p - torch.sigmoid((w["rewards"] - l["rewards"]).mean(1)).double().numpy()).max() <= 1e-5
+
+
+def test_two_processes_equal_one(tiny_model_dir, data, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo), global batch 4, trains the same reward model as one process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DUELIST_CACHE": str(tmp_path / "cache")}
+    args = [f"model.name={tiny_model_dir}", f"data.train={data}", "train.steps=4", "train.batch_size=4",
+            "reward_model.kind.name=bt", "optim.lr=1e-3", "optim.warmup=0", "train.progress=false",
+            "train.tensorboard=false", "train.threads=1"]
+    one = subprocess.run([sys.executable, "-m", "duelist.cli", "train", *args, f"train.output_dir={tmp_path}/one"],
+                         env=env, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29531", "-m", "duelist.cli", "train", *args, f"train.output_dir={tmp_path}/two"],
+                         env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [m["loss"] for m in a] == pytest.approx([m["loss"] for m in b], abs=1e-5)
+    from safetensors.torch import load_file
+
+    ha, hb = load_file(tmp_path / "one/final/head.safetensors"), load_file(tmp_path / "two/final/head.safetensors")
+    assert max(float((ha[k] - hb[k]).abs().max()) for k in ha) <= 1e-5
