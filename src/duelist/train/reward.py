@@ -165,7 +165,6 @@ class RewardSource:
             "users": self.users,
             "prompt_format": self.prompt_format,
         }
-        self.loss = None  # the kind is the loss: the step loop reads no loss from a reward source
         self.reference = Reference()
 
     def attach(self, learner: RewardLearner) -> None:
@@ -176,9 +175,9 @@ class RewardSource:
 
     def work(self, step: int, learner: RewardLearner) -> StepWork:
         metrics = {}
-        if self.kind.refits and (step == 0 or self._epoch(step) != self._epoch(step - 1) or learner.fresh):
+        # before each epoch; a resumed run restored the refitted state with its checkpoint
+        if self.kind.refits and (step == 0 or self._epoch(step) != self._epoch(step - 1)):
             metrics = learner.refit(self.pairs)
-        learner.fresh = False
         return StepWork(self.pairs, [self.plan.micro_batches(step)], self.reference, metrics)
 
     def finish(self, step: int, learner: RewardLearner) -> dict[str, float]:
@@ -218,7 +217,6 @@ class RewardLearner:
                 out_emb.requires_grad_(False)  # a reward model reads hidden states only
             if self.frozen:
                 m.requires_grad_(False)
-        self.num_users = num_users
         hidden = int(unwrap_causal_lm(models[0]).config.hidden_size)
         dtype = next(models[0].parameters()).dtype
         head = kind.make_head(hidden, num_users).to(device=acc.device, dtype=dtype)
@@ -230,7 +228,6 @@ class RewardLearner:
         self.scheduler = make_scheduler(self.optimizer, total_updates, cfg.optim.warmup, cfg.optim.schedule)
         self.module, self.optimizer = acc.prepare(self.net, self.optimizer)
         self.features: tuple[int, Tensor, Tensor, Tensor] | None = None  # (id of the pairs, chosen, rejected, prompt)
-        self.fresh = True  # no step taken in this process yet (a refitting kind refits first)
         self.train_pairs: Sequence[TokenizedPair] = []
         self.last_metrics: dict[str, float] = {}
 
@@ -390,7 +387,6 @@ class RewardLearner:
             for k in list(extra):
                 if k.startswith(HEAD_STATE):
                     buffers[k.removeprefix(HEAD_STATE)].copy_(extra.pop(k))
-        self.fresh = False  # the refitted state came back with the checkpoint
         self.log(f"resumed from {ckpt} (step {step})")
         return step, extra
 
