@@ -215,6 +215,7 @@ def test_crm_on_a_frozen_backbone_runs_it_once(tiny_model_dir, data, tmp_path):
     hw, _, _ = run.learner._cached(run.source.pairs)
     assert hw.shape == (16, 2, 32) and torch.equal(hw[:, 0], hw[:, 1])
     rm = load_reward_model(run.fit().final_dir)
+    assert rm.backbones[0] is rm.backbones[1]  # identical folders load (and run) once
     rows = standard_rows(16)
     p = rm.prob([r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows])
     w, l = run.learner.score_all(run.source.pairs)

@@ -240,9 +240,11 @@ class RewardModel:
         hidden, prompt = [], []
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            states = [
-                last_token_states(b, [seqs[i] for i in idx], [positions[i] for i in idx], pad) for b in self.backbones
-            ]
+            done: dict[int, Tensor] = {}  # a backbone loaded once for several identical folders runs once
+            for b in self.backbones:
+                if id(b) not in done:
+                    done[id(b)] = last_token_states(b, [seqs[i] for i in idx], [positions[i] for i in idx], pad)
+            states = [done[id(b)] for b in self.backbones]
             hidden.append(states[0][:, 0] if len(states) == 1 else torch.stack([s[:, 0] for s in states], dim=1))
             prompt.append(states[0][:, 1])
         inverse = torch.as_tensor(np.argsort(order), device=self.device)
@@ -351,6 +353,19 @@ class RewardModel:
         return np.split(flat, np.cumsum([len(rs) for rs in responses])[:-1])
 
 
+def _weights_digest(folder: Path) -> str:
+    """SHA-256 of a backbone folder's weight files (the folder's own path if it has none)."""
+    import hashlib
+
+    files = sorted(folder.glob("model*.safetensors"))
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                h.update(chunk)
+    return h.hexdigest() if files else str(folder)
+
+
 def load_reward_model(
     path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None, batch_size: int = 16
 ) -> RewardModel:
@@ -361,7 +376,13 @@ def load_reward_model(
     card = read_card(path)
     kind = build_kind(card.kind, prefix=f"{path / CARD}: kind")
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    backbones = [AutoModel.from_pretrained(path / b, dtype=dtype).to(dev) for b in card.backbones]
+    loaded: dict[str, nn.Module] = {}  # by the weights' hash: identical backbone folders (a frozen CRM) load once
+    backbones = []
+    for b in card.backbones:
+        digest = _weights_digest(path / b)
+        if digest not in loaded:
+            loaded[digest] = AutoModel.from_pretrained(path / b, dtype=dtype).to(dev)
+        backbones.append(loaded[digest])
     head = _check_head(kind, load_file(path / HEAD), card, str(path / HEAD))
     head.to(device=dev, dtype=dtype or next(backbones[0].parameters()).dtype)
     tok = AutoTokenizer.from_pretrained(path)
