@@ -30,8 +30,7 @@ def accumulate(run, step: int = 0):
     """Forward and backward of an offline run's step ``step`` (gradients left in ``.grad``): the per-metric
     sums over its pairs, as ``Learner.accumulate`` returns them."""
     src = run.source
-    sums, _, _ = run.learner.accumulate(src.pairs, src.plan.micro_batches(step), src.reference)
-    return sums
+    return run.learner.accumulate(src.pairs, src.plan.micro_batches(step), src.reference).sums
 
 
 def read_metrics(run: Path) -> list[dict]:

@@ -1,6 +1,7 @@
 """Config: YAML + dotted overrides, typed, unknown keys and wrong types named in the error."""
 
 import pytest
+import yaml
 
 from duelist.config import ConfigError, load_config
 from duelist.config_files import BUNDLED, resolve_config
@@ -47,4 +48,14 @@ def test_changing_loss_name_drops_old_params():
 
 @pytest.mark.parametrize("path", sorted(BUNDLED.glob("*.yaml")), ids=lambda p: p.stem)
 def test_bundled_configs_validate(path):
-    assert load_config(resolve_config(path.stem)) is not None
+    """A training config validates as one; a tournament file validates with every entrant's config, also
+    under --quick."""
+    from duelist.eval.tournament.config import load_tournament_file
+    from duelist.eval.tournament.entrants import entrant_configs
+
+    if "tournament" in yaml.safe_load(path.read_text()):
+        for quick in (False, True):
+            tf = load_tournament_file(resolve_config(path.stem), quick=quick)
+            assert len(entrant_configs(tf, quick=quick)) == len(tf.entrants)
+    else:
+        assert load_config(resolve_config(path.stem)) is not None

@@ -137,6 +137,10 @@ class TrainConfig(Section):
     progress: bool = True
     tensorboard: bool = True
     save_final: bool = True
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/inf per-pair loss, log-prob or gradient norm: ``stop`` the run before that update (naming the
+    step, the quantity and the batch's records; the last checkpoint stays the newest), or ``skip`` the
+    update (no optimizer step) and count it in the metric ``updates/skipped_nonfinite``."""
     threads: int | None = Field(None, gt=0)
     """CPU threads per process; ``None`` = the machine's cores shared among the processes on it."""
     mixed_precision: Literal["no", "bf16"] = "no"
@@ -364,6 +368,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
         tree = loaded
+    return config_from_tree(tree, overrides)
+
+
+def config_from_tree(tree: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """A parsed config mapping (e.g. one entrant of a tournament file) with overrides, validated."""
     tree = _merge(tree, parse_overrides(overrides or []))
     if isinstance(tree.get("online"), dict):
         tree = _merge({"online": {"method": DEFAULT_METHOD}}, tree)

@@ -95,6 +95,7 @@ def test_resume_equals_uninterrupted_with_refitted_groups(tiny_model_dir, tmp_pa
     for s in range(3):
         part.step(s)
     part.learner.save(3, part.source.state())
+    part.close()
     resumed = Run(_cfg(tiny_model_dir, data, tmp_path / "part", *more), resume=True)
     assert resumed.start == 3
     resumed.fit()

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,26 @@ from duelist.losses.stats import SampleStats
 from duelist.models.load import load_model, model_source
 from duelist.models.logprobs import LogProbModel, SequenceLogProbs, batch_logprobs, split_lm, unwrap_causal_lm
 from duelist.models.reference import FrozenModel, PrecomputedReference, Reference, score_examples
-from duelist.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, trainable
+from duelist.train.checkpoint import load_checkpoint, save_checkpoint, trainable
+from duelist.train.nonfinite import NonFinite, NonFiniteError, find_nonfinite
 from duelist.train.schedule import make_scheduler
 
 console = Console(stderr=True)
 WEIGHT = "weight"  # an example field scaling its loss (e.g. its probability in an exact population loss)
+SKIPPED = "updates/skipped_nonfinite"  # metric: updates skipped for a NaN/inf (train.on_nonfinite=skip)
+
+
+@dataclass
+class Accumulated:
+    """One update's forward and backward passes on this process: per-metric sums over its examples, token
+    and example counts, and what the non-finite check reads — per-example losses and log-probs
+    (``checked``: name → a tensor per micro-batch) for the examples ``records`` (indices, in that order)."""
+
+    sums: dict[str, torch.Tensor]
+    tokens: torch.Tensor
+    count: torch.Tensor
+    checked: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    records: list[int] = field(default_factory=list)
 
 
 def make_stats(
@@ -201,15 +217,12 @@ class Learner:
 
     def accumulate(
         self, examples: Sequence[Example], micro: Sequence[Sequence[int]], reference: Reference
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Forward and backward over this process's micro-batches; gradients are left in ``.grad``.
-        Returns per-metric sums, the token count and the example count."""
+    ) -> Accumulated:
+        """Forward and backward over this process's micro-batches; gradients are left in ``.grad``."""
         total = self._total_weight(examples, micro) / self.acc.num_processes
         if total <= 0:
             raise ValueError("an update got examples of total weight 0")
-        sums: dict[str, torch.Tensor] = {}
-        tokens = torch.zeros((), device=self.acc.device)
-        count = torch.zeros((), device=self.acc.device)
+        out = Accumulated({}, torch.zeros((), device=self.acc.device), torch.zeros((), device=self.acc.device))
         self.module.train()
         for k, idx in enumerate(micro):
             batch = self.collate([examples[i] for i in idx], idx, self.pad_id, self.layout).to(self.acc.device)
@@ -219,44 +232,82 @@ class Learner:
                 # per-token KL comes from the policy's single forward pass, given the reference's hidden states
                 policy = batch_logprobs(self.module, batch, ref if self.loss.needs_token_kl else None)
                 stats = self.stats(policy, ref, self._extra_inputs(batch, ref))
-                out = self.loss(stats)
-                losses = out.losses
+                loss_out = self.loss(stats)
+                losses = loss_out.losses
                 if WEIGHT in batch.extra:
                     losses = losses * batch.extra[WEIGHT].to(losses.dtype)
                 self.acc.backward(losses.sum() / total)
-            per_example = {"loss": out.losses.detach(), **out.metrics}
+            per_example = {"loss": loss_out.losses.detach(), **loss_out.metrics}
             # rows of per-sequence values: (chosen, rejected) for pairs, one row for single responses
             sides = policy.sums.detach().reshape(-1, len(idx))
-            per_example.update(zip(self.logp_names, sides, strict=True))
+            logps = dict(zip(self.logp_names, sides, strict=True))
+            per_example.update(logps)
             if ref is not None:  # mean log-ratio of the trained responses (a drift measure, not a KL)
                 per_example["log_ratio/mean"] = (sides - ref.sums.reshape(-1, len(idx))).mean(0)
             for name, v in per_example.items():
-                sums[name] = sums.get(name, 0) + v.float().sum()
-            tokens += batch.num_tokens  # prompt + response of every sequence, whatever the layout
-            count += len(idx)
-        return sums, tokens, count
+                out.sums[name] = out.sums.get(name, 0) + v.float().sum()
+            for name, v in {"loss": loss_out.losses.detach(), **logps}.items():
+                out.checked.setdefault(name, []).append(v.reshape(-1))
+            out.records.extend(int(i) for i in idx)
+            out.tokens += batch.num_tokens  # prompt + response of every sequence, whatever the layout
+            out.count += len(idx)
+        return out
 
     def update(
-        self, examples: Sequence[Example], micro: Sequence[Sequence[int]], reference: Reference
+        self,
+        examples: Sequence[Example],
+        micro: Sequence[Sequence[int]],
+        reference: Reference,
+        step: int,
+        where: Sequence[str] | None = None,
     ) -> dict[str, float]:
         """One optimizer step over ``micro`` (this process's micro-batches of indices into ``examples``).
-        Metrics are means over the step's examples on every process."""
-        sums, tokens, count = self.accumulate(examples, micro, reference)
+        Metrics are means over the step's examples on every process. ``step`` (1-based) and ``where`` (a
+        description of each example's source record) name a non-finite value: then, before the optimizer
+        touches anything, the run stops (``NonFiniteError``) or, with ``train.on_nonfinite=skip``, the update
+        is skipped and counted."""
+        a = self.accumulate(examples, micro, reference)
         max_norm = self.cfg.optim.max_grad_norm
         grad_norm = self.acc.clip_grad_norm_(self.module.parameters(), max_norm if max_norm else math.inf)
         lr = self.scheduler.get_last_lr()[0]
+        checked = {k: torch.cat(v) for k, v in a.checked.items()}
+        norm = torch.as_tensor(grad_norm, device=self.acc.device)
+        finite = torch.stack([torch.isfinite(v).all() for v in [*checked.values(), norm]])
+        names = sorted(a.sums)
+        flag = (~finite).any().float()  # stays on the device: no synchronisation until the metrics' own
+        packed = torch.stack([a.sums[n] for n in names] + [a.tokens.float(), a.count.float(), flag])
+        packed = self.acc.reduce(packed, reduction="sum")  # one collective for metrics and the check
+        if packed[-1].item() > 0:  # on any process: every process skips or stops alike
+            found = find_nonfinite(step, checked, a.records, grad_norm)
+            return self._nonfinite(found, step, where, lr, packed[-3].item())
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        names = sorted(sums)
-        packed = torch.stack([sums[n] for n in names] + [tokens.float(), count.float()])
-        packed = self.acc.reduce(packed, reduction="sum")
-        n = packed[-1].item()
+        n = packed[-2].item()
         metrics = {name: packed[i].item() / n for i, name in enumerate(names)}
-        metrics["tokens"] = packed[-2].item()
+        metrics["tokens"] = packed[-3].item()
         metrics["grad_norm"] = float(grad_norm)
         metrics["lr"] = lr
+        if self.cfg.train.on_nonfinite == "skip":
+            metrics[SKIPPED] = 0.0
         return metrics
+
+    def _nonfinite(
+        self, found: NonFinite | None, step: int, where: Sequence[str] | None, lr: float, tokens: float
+    ) -> dict[str, float]:
+        """Stop, or skip the update: gradients dropped, no optimizer step; the schedule moves on as if it
+        had been taken, so every later update has the learning rate of an uninterrupted run."""
+        self.optimizer.zero_grad(set_to_none=True)
+        what = found.message(where) if found is not None else f"step {step}: a NaN/inf on another process"
+        if self.cfg.train.on_nonfinite == "stop":
+            raise NonFiniteError(
+                f"{what}. The run stopped before this update: nothing of step {step} was saved, so the newest "
+                f"checkpoint in {self.out / 'checkpoints'} is the last good state (--resume continues from it). "
+                "Check those records, lower optim.lr, or set train.on_nonfinite=skip to skip such updates"
+            )
+        self.scheduler.step()
+        self.log(f"skipped an update with a non-finite value: {what}")
+        return {"tokens": tokens, "lr": lr, SKIPPED: 1.0}
 
     def snapshot(self) -> dict[str, Any]:
         """The trainable weights, optimizer state and schedule as they are now (``restore`` puts them back
@@ -295,9 +346,9 @@ class Learner:
             )
         self.acc.wait_for_everyone()
 
-    def resume(self) -> tuple[int, dict[str, torch.Tensor]]:
-        """Restore the newest checkpoint; returns (its step, the source's extra tensors); (0, {}) if none."""
-        ckpt = latest_checkpoint(self.out)
+    def resume(self, ckpt: Path | None) -> tuple[int, dict[str, torch.Tensor]]:
+        """Restore checkpoint ``ckpt`` (verified intact: ``checkpoint.latest_checkpoint``); returns (its step,
+        the source's extra tensors); (0, {}) if there is none."""
         if ckpt is None:
             self.log(f"--resume: no checkpoint in {self.out}; starting from step 0")
             return 0, {}

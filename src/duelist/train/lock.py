@@ -87,8 +87,8 @@ class RunLock:
             return
         try:
             self.path.unlink(missing_ok=True)  # while still holding it: see the inode check in acquire
-            if self._made_folder and not any(self.folder.iterdir()):
-                self.folder.rmdir()
+            if self._made_folder and self.folder.is_dir() and not any(self.folder.iterdir()):
+                self.folder.rmdir()  # (a caller may have removed the folder itself: a temporary run)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

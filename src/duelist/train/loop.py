@@ -2,13 +2,14 @@
 
 A step asks the source for its work (examples, the reference to score them against, and the updates to
 take: each a list of this process's micro-batches), has the learner take those updates, lets the source
-move its anchors, then logs, checks for non-finite values and checkpoints. Offline, a step is one update
-on a batch of the data set; online, a step is a round (sample, judge, build examples, update).
+move its anchors, then logs and checkpoints. Each update checks its losses, log-probs and gradient norm
+before the optimizer uses them (``Learner.update``: stop, or skip with ``train.on_nonfinite=skip``). Offline,
+a step is one update on a batch of the data set; online, a step is a round (sample, judge, build examples,
+update).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,22 +18,23 @@ from typing import Any, Protocol
 
 import torch
 
-from duelist.config import dump_config
 from duelist.losses import LossBase
 from duelist.models.reference import Reference
-from duelist.train.learner import Example, Learner
+from duelist.train.learner import SKIPPED, Example, Learner
 from duelist.train.logger import RunLogger
 
 
 @dataclass
 class StepWork:
     """What one step trains on: ``updates`` optimizer steps, each a list of micro-batches of indices into
-    ``examples``; ``metrics``: what the source measured while preparing it (e.g. a round's judge rewards)."""
+    ``examples``; ``metrics``: what the source measured while preparing it (e.g. a round's judge rewards);
+    ``where``: each example's source record (``pairs.jsonl, record 12``), if it has one."""
 
     examples: Sequence[Example]
     updates: list[list[list[int]]]
     reference: Reference
     metrics: dict[str, float] = field(default_factory=dict)
+    where: Sequence[str] | None = None
 
 
 class Source(Protocol):
@@ -65,10 +67,13 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
+ADDITIVE = ("tokens", SKIPPED)
+
+
 def mean_metrics(updates: list[dict[str, float]]) -> dict[str, float]:
-    """Metrics of several updates: token counts add up, everything else is averaged."""
+    """Metrics of several updates: counts (tokens, skipped updates) add up, everything else is averaged."""
     keys = dict.fromkeys(k for u in updates for k in u)
-    return {k: (sum if k == "tokens" else _avg)([u[k] for u in updates if k in u]) for k in keys}
+    return {k: (sum if k in ADDITIVE else _avg)([u[k] for u in updates if k in u]) for k in keys}
 
 
 def _avg(xs: list[float]) -> float:
@@ -80,7 +85,7 @@ def run_step(source: Source, learner: Learner, step: int) -> dict[str, float]:
     t0 = time.perf_counter()
     work = source.work(step, learner)
     t1 = time.perf_counter()
-    updates = [learner.update(work.examples, micro, work.reference) for micro in work.updates]
+    updates = [learner.update(work.examples, micro, work.reference, step + 1, work.where) for micro in work.updates]
     m = {**work.metrics, **mean_metrics(updates)}
     m.setdefault("tokens", 0.0)  # a round whose examples were all filtered out takes no update
     t2 = time.perf_counter()
@@ -93,11 +98,9 @@ def run_step(source: Source, learner: Learner, step: int) -> dict[str, float]:
 
 def fit(source: Source, learner: Learner, start: int = 0) -> TrainResult:
     """Run steps ``start … total_steps − 1``, checkpoint every ``train.save_every`` steps and at the end, then
-    save ``final/``."""
+    save ``final/``. A step that stops (e.g. on a non-finite value) leaves the log at the previous step and
+    the newest checkpoint as it was: nothing of it is written."""
     cfg, acc, out = learner.cfg, learner.acc, learner.out
-    if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(cfg))
     total = source.total_steps
     logger = RunLogger(out, total, start, cfg.train.progress, cfg.train.tensorboard) if acc.is_main_process else None
     history = []
@@ -105,8 +108,6 @@ def fit(source: Source, learner: Learner, start: int = 0) -> TrainResult:
     try:
         for step in range(start, total):
             m = run_step(source, learner, step)
-            if not math.isfinite(m.get("loss", 0.0)):
-                raise FloatingPointError(f"step {step + 1}: loss is {m['loss']}; stopping before it spreads")
             history.append({"step": step + 1, **m})
             if logger and ((step + 1) % cfg.train.log_every == 0 or step + 1 == total):
                 logger.log(step + 1, m)
@@ -117,5 +118,7 @@ def fit(source: Source, learner: Learner, start: int = 0) -> TrainResult:
             logger.close()
     learner.save(total, source.state())
     final = learner.save_final(source.card) if cfg.train.save_final else None
-    learner.log(f"trained {total - start} steps in {time.perf_counter() - t_start:.1f}s → {out}")
+    skipped = sum(m.get(SKIPPED, 0.0) for m in history)
+    note = f" ({skipped:.0f} updates skipped for non-finite values)" if skipped else ""
+    learner.log(f"trained {total - start} steps in {time.perf_counter() - t_start:.1f}s{note} → {out}")
     return TrainResult(out, final, history)

@@ -27,10 +27,11 @@ from duelist.train.plan import BatchPlan
 
 def prepare_data(
     cfg: Config, tokenizer: Any, fields: dict[str, tuple[float | None, float | None]] | None = None
-) -> tuple[list[TokenizedPair], str, bool]:
+) -> tuple[list[TokenizedPair], list[str], str, bool]:
     """Read, validate, transform (``data.reward_augment``, ``data.flip_rate``) and tokenize every record before
-    anything trains; returns pairs and a summary. ``fields``: numeric per-pair fields the loss reads (name →
-    bounds), carried to the batches. The third value says whether the records are conversations."""
+    anything trains; returns pairs, each pair's source record (``pairs.jsonl, record 12``), a summary, and whether
+    the records are conversations. ``fields``: numeric per-pair fields the loss reads (name → bounds), carried to
+    the batches."""
     records = read_records(cfg.data.train, cfg.data.split)
     if cfg.data.limit:
         records = records[: cfg.data.limit]
@@ -43,7 +44,8 @@ def prepare_data(
     dropped = len(examples) - len(kept)
     summary = checked.summary() + (f"; {note}" if note else "")
     summary += f"; {truncated} truncated, {dropped} dropped (data.truncation={cfg.data.truncation})"
-    return pairs, summary, examples[0].conversational
+    where = [f"{examples[i].source}, record {examples[i].number}" for i in kept]
+    return pairs, where, summary, examples[0].conversational
 
 
 def reference_mode(cfg: Config, loss: LossBase) -> str:
@@ -60,7 +62,8 @@ def reference_mode(cfg: Config, loss: LossBase) -> str:
 
 
 class OfflineSource:
-    """A data set's pairs in a seeded plan; ``pairs`` (optional) replaces reading ``cfg.data``."""
+    """A data set's pairs in a seeded plan; ``pairs`` (optional) replaces reading ``cfg.data`` (then a
+    non-finite value names pairs by their index alone, without a source record)."""
 
     def __init__(self, cfg: Config, acc: Any, tokenizer: Any, pairs: list[TokenizedPair] | None = None):
         self.cfg, self.acc = cfg, acc
@@ -71,8 +74,9 @@ class OfflineSource:
                 "(an `online:` section), not for a data set of pairs"
             )
         self.ref_mode = reference_mode(cfg, self.loss)
+        self.where: list[str] | None = None
         if pairs is None:
-            pairs, summary, _ = prepare_data(cfg, tokenizer, self.loss.data_fields)
+            pairs, self.where, summary, _ = prepare_data(cfg, tokenizer, self.loss.data_fields)
             if acc.is_main_process:
                 console.print(f"data: {cfg.data.train}: {summary}")
         self.pairs = pairs
@@ -105,7 +109,7 @@ class OfflineSource:
         return PrecomputedReference(flat, self.acc.device)
 
     def work(self, step: int, learner: Learner) -> StepWork:
-        return StepWork(self.pairs, [self.plan.micro_batches(step)], self.reference)
+        return StepWork(self.pairs, [self.plan.micro_batches(step)], self.reference, where=self.where)
 
     def finish(self, step: int, learner: Learner) -> dict[str, float]:
         return {}

@@ -127,7 +127,7 @@ class OnlineSource:
         examples, metrics = self._collect(step, learner, stream=0, measure=True)
         if snap is not None:
             half = self._prepare(examples, learner)
-            ups = [learner.update(half.examples, micro, half.reference) for micro in half.updates]
+            ups = [learner.update(half.examples, micro, half.reference, step + 1) for micro in half.updates]
             metrics.update({f"half/{k}": v for k, v in mean_metrics(ups).items() if k in ("loss", "grad_norm")})
             examples, _ = self._collect(step, learner, stream=2, measure=False)  # samples of π_{t+½}
             learner.restore(snap)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from duelist.config import Config
+from duelist.config import Config, dump_config
 
 ALLOW_FLAG = "--allow-config-change"
+CONFIG_FILE = "config.yaml"
 CHANGES_FILE = "config_changes.jsonl"
 
 SAFE_ON_RESUME: dict[str, str] = {
@@ -37,6 +39,8 @@ SAFE_ON_RESUME: dict[str, str] = {
     "train.save_every": "when checkpoints are taken (a resume from any of them is exact)",
     "train.keep_checkpoints": "how many checkpoints are kept",
     "train.save_final": "whether final/ is written",
+    "train.on_nonfinite": "what a step with a NaN/inf does (stop or skip); every finite step is computed the "
+    "same, and a skipped one is counted in the logs (the remedy after a run stopped on one)",
     "eval": "evaluation settings, read after training and never by it",
     # the same arithmetic on other resources: results agree to rounding (the tests named pin it)
     "train.threads": "CPU threads: the same operations spread over more or fewer cores",
@@ -136,7 +140,7 @@ def config_changes(saved: Mapping[str, Any], new: Config) -> list[Change]:
 def math_changes(run_dir: str | Path, new: Config) -> list[Change]:
     """The differences between ``run_dir/config.yaml`` and ``new`` outside ``SAFE_ON_RESUME`` (none if
     the run has no saved config yet: nothing was trained)."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         return []
     try:
@@ -146,6 +150,18 @@ def math_changes(run_dir: str | Path, new: Config) -> list[Change]:
     if not isinstance(saved, dict):
         raise ResumeConfigError(f"{path}: the run's saved config is not a mapping of sections")
     return [c for c in config_changes(saved, new) if not c.safe]
+
+
+def save_config(run_dir: str | Path, cfg: Config) -> None:
+    """Write ``run_dir/config.yaml`` atomically (a temporary file renamed over it): a run killed while
+    writing it leaves the previous config, never half of one."""
+    path = Path(run_dir) / CONFIG_FILE
+    tmp = path.with_name(f".{CONFIG_FILE}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(dump_config(cfg))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def refusal(run_dir: str | Path, changes: list[Change]) -> str:

@@ -42,7 +42,7 @@ from duelist.models.reference import Reference, micro_batch_key
 from duelist.rewards import USER_FIELD, Kind, build_kind
 from duelist.rewards.model import save_reward_model
 from duelist.rewards.registry import index_users
-from duelist.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, trainable
+from duelist.train.checkpoint import load_checkpoint, save_checkpoint, trainable
 from duelist.train.learner import WEIGHT, console, make_optimizer, resolve_layout
 from duelist.train.loop import StepWork
 from duelist.train.offline import prepare_data
@@ -138,7 +138,7 @@ class RewardSource:
         self.kind: Kind = build_kind(cfg.reward_model.kind, prefix="reward_model.kind")
         conversational = False
         if pairs is None:
-            pairs, summary, conversational = prepare_data(cfg, tokenizer, self.kind.data_fields())
+            pairs, _, summary, conversational = prepare_data(cfg, tokenizer, self.kind.data_fields())
             if acc.is_main_process:
                 console.print(f"data: {cfg.data.train}: {summary}")
         self.users: list[int] = []
@@ -314,10 +314,17 @@ class RewardLearner:
     # ------------------------------------------------------------------------------------------ updates
 
     def update(
-        self, examples: Sequence[TokenizedPair], micro: Sequence[Sequence[int]], reference: Reference
+        self,
+        examples: Sequence[TokenizedPair],
+        micro: Sequence[Sequence[int]],
+        reference: Reference,
+        step: int = 0,
+        where: Sequence[str] | None = None,
     ) -> dict[str, float]:
         """One optimizer step over this process's micro-batches; the loss is the weighted mean of the kind's
-        per-pair losses over the whole step (every process and micro-batch). Metrics are means over its pairs."""
+        per-pair losses over the whole step (every process and micro-batch). Metrics are means over its pairs.
+        A non-finite loss or gradient stops the run before the update (``step``: 1-based; ``where``: each pair's
+        source record, named in the error)."""
         local = sum(examples[i].extra.get(WEIGHT, 1.0) for mb in micro for i in mb)
         total = local
         if self.acc.num_processes > 1:
@@ -351,6 +358,12 @@ class RewardLearner:
         max_norm = self.cfg.optim.max_grad_norm
         grad_norm = self.acc.clip_grad_norm_(self.module.parameters(), max_norm if max_norm else math.inf)
         lr = self.scheduler.get_last_lr()[0]
+        total_loss = float(sums["loss"])
+        if not (math.isfinite(total_loss) and math.isfinite(float(grad_norm))):
+            pairs = [i for mb in micro for i in mb]
+            named = f" (pairs from {where[pairs[0]]} on)" if where else ""
+            raise FloatingPointError(f"step {step}: the loss or the gradient is not finite{named}; stopping before "
+                                     "the update")
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -376,8 +389,8 @@ class RewardLearner:
             )
         self.acc.wait_for_everyone()
 
-    def resume(self) -> tuple[int, dict[str, Tensor]]:
-        ckpt = latest_checkpoint(self.out)
+    def resume(self, ckpt: Path | None) -> tuple[int, dict[str, Tensor]]:
+        """Restore checkpoint ``ckpt`` (verified intact by the run); (0, {}) if there is none."""
         if ckpt is None:
             self.log(f"--resume: no checkpoint in {self.out}; starting from step 0")
             return 0, {}

@@ -4,11 +4,16 @@ The source is chosen by the config's shape: an ``online:`` section makes an onli
 sampled, judged and turned into examples each round), a ``reward_model:`` section trains a reward or preference
 model on ``data.train`` (``duelist.train.reward``: its own source and learner), else the offline plan over
 ``data.train``.
+
+The output folder is the run's, alone: its lock (``lock.RunLock``) is taken before anything there is read or
+changed and held until the run ends, so a second run on it stops naming the holder. Before any data or
+model is loaded, ``--resume`` finds the newest intact checkpoint (``checkpoint.latest_intact_checkpoint``)
+and checks the config against the run's ``config.yaml`` (``resume_guard``); the run then restores it.
 """
 
 from __future__ import annotations
 
-import shutil
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +22,13 @@ import torch
 from duelist.config import Config
 from duelist.data.tokenize import TokenizedPair
 from duelist.models.load import load_tokenizer
+from duelist.train.checkpoint import latest_checkpoint
 from duelist.train.host import default_threads, keep_freed_memory
 from duelist.train.learner import Learner
+from duelist.train.lock import RunLock, clear_run, run_files
 from duelist.train.loop import Source, TrainResult, fit, run_step
 from duelist.train.offline import OfflineSource
+from duelist.train.resume_guard import CONFIG_FILE, Change, check_resume, record_changes, save_config
 
 
 def make_accelerator(cfg: Config) -> Any:
@@ -36,15 +44,24 @@ def make_accelerator(cfg: Config) -> Any:
 
 
 def check_output_dir(out: Path, acc: Any, resume: bool, overwrite: bool) -> None:
-    busy = out.exists() and any(out.iterdir())
+    """A new run needs an empty folder (its lock aside); ``overwrite`` empties it, keeping the lock."""
+    busy = bool(run_files(out))
     if busy and not resume and not overwrite:
         raise FileExistsError(
             f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, "
             "or set train.output_dir"
         )
     if busy and overwrite and not resume and acc.is_main_process:
-        shutil.rmtree(out)
+        clear_run(out)
     acc.wait_for_everyone()
+
+
+def find_resume(out: Path, cfg: Config, allow: bool) -> tuple[Path | None, list[Change]]:
+    """Before any data or model is loaded: the newest intact checkpoint (damaged newer ones are named on
+    stderr; none intact is a ``CheckpointError``) and the math-changing differences from the run's saved
+    config (refused unless ``allow``; none without a checkpoint: nothing was trained that they contradict)."""
+    ckpt = latest_checkpoint(out)
+    return ckpt, (check_resume(out, cfg, allow) if ckpt is not None else [])
 
 
 def make_source(cfg: Config, acc: Any, pairs: list[TokenizedPair] | None = None, **online_kw: Any) -> Source:
@@ -64,7 +81,8 @@ def make_source(cfg: Config, acc: Any, pairs: list[TokenizedPair] | None = None,
 class Run:
     """One training run, assembled and ready: ``fit()`` runs it, ``step(s)`` runs loop step ``s`` alone
     (benchmarks). Optional replacements for what the config names: ``pairs`` (an offline run's data),
-    ``model``/``tokenizer`` (the policy), ``sampler``/``judge`` (an online run's)."""
+    ``model``/``tokenizer`` (the policy), ``sampler``/``judge`` (an online run's). The run holds its output
+    folder's lock until ``fit`` returns or ``close`` (or the object's end) releases it."""
 
     def __init__(
         self,
@@ -74,22 +92,38 @@ class Run:
         pairs: list[TokenizedPair] | None = None,
         model: torch.nn.Module | None = None,
         tokenizer: Any = None,
+        allow_config_change: bool = False,
         **online_kw: Any,
     ):
         from accelerate.utils import set_seed
 
         self.cfg = cfg
         self.acc = make_accelerator(cfg)
-        check_output_dir(Path(cfg.train.output_dir), self.acc, resume, overwrite)
-        set_seed(cfg.train.seed)
-        online_kw = {"tokenizer": tokenizer, **online_kw} if cfg.online is not None else {}
-        self.source = make_source(cfg, self.acc, pairs, **online_kw)  # data is validated before any model loads
-        self.learner = self._learner(model, tokenizer)
-        self.source.attach(self.learner)
-        self.start = 0
-        if resume:
-            self.start, tensors = self.learner.resume()
-            self.source.load_state(tensors, self.learner)
+        out = Path(cfg.train.output_dir)
+        self.lock = RunLock(out) if self.acc.is_main_process else None  # one process per machine would do
+        if self.lock is not None:
+            self.lock.acquire()
+            weakref.finalize(self, self.lock.release)
+        try:
+            check_output_dir(out, self.acc, resume, overwrite)
+            ckpt, changes = find_resume(out, cfg, allow_config_change) if resume else (None, [])
+            set_seed(cfg.train.seed)
+            online_kw = {"tokenizer": tokenizer, **online_kw} if cfg.online is not None else {}
+            self.source = make_source(cfg, self.acc, pairs, **online_kw)  # data is validated before any model loads
+            self.learner = self._learner(model, tokenizer)
+            self.source.attach(self.learner)
+            self.start = 0
+            if resume:
+                self.start, tensors = self.learner.resume(ckpt)
+                self.source.load_state(tensors, self.learner)
+            if self.acc.is_main_process:
+                if changes:
+                    self.learner.log(record_changes(out, changes, self.start))
+                if changes or not resume or not (out / CONFIG_FILE).is_file():
+                    save_config(out, cfg)  # the config the run follows from here on
+        except BaseException:
+            self.close()
+            raise
 
     def _learner(self, model: torch.nn.Module | None, tokenizer: Any) -> Any:
         if self.cfg.reward_model is not None:
@@ -100,12 +134,23 @@ class Run:
             return RewardLearner(self.cfg, self.acc, src.kind, src.total_updates, len(src.users), models, tokenizer)
         return Learner(self.cfg, self.acc, self.source.loss, self.source.total_updates, model, tokenizer)
 
+    def close(self) -> None:
+        """Release the output folder's lock (the lock file goes; the folder too if the run created it and
+        left it empty)."""
+        if self.lock is not None:
+            self.lock.release()
+
     def fit(self) -> TrainResult:
-        return fit(self.source, self.learner, self.start)
+        try:
+            return fit(self.source, self.learner, self.start)
+        finally:
+            self.close()
 
     def step(self, step: int) -> dict[str, float]:
         return run_step(self.source, self.learner, step)
 
 
-def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> TrainResult:
-    return Run(cfg, resume=resume, overwrite=overwrite).fit()
+def train(
+    cfg: Config, resume: bool = False, overwrite: bool = False, allow_config_change: bool = False
+) -> TrainResult:
+    return Run(cfg, resume=resume, overwrite=overwrite, allow_config_change=allow_config_change).fit()

@@ -66,8 +66,8 @@ TASKS: dict[str, Task] = {
             folder="intransitive_review",
             splits={
                 "train": "pairs_train.jsonl",
-                "prompts": "../positive_review/prompts_train.jsonl",
-                "test": "../positive_review/prompts_test.jsonl",
+                "prompts": "prompts_train.jsonl",
+                "test": "prompts_test.jsonl",
                 "samples": "samples_test.jsonl",
             },
             judge="intransitive",

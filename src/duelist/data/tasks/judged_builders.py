@@ -70,7 +70,7 @@ def build_intransitive_samples(
     from duelist.models.load import load_model
     from duelist.sample.generate import sample
 
-    prompts = _read_jsonl(HERE / "positive_review" / "prompts_test.jsonl")[:n_prompts]
+    prompts = _read_jsonl(out / "prompts_test.jsonl")[:n_prompts]
     model, tok = load_model(ModelConfig(name="default", dtype="float32"))
     enc = PairTokenizer(tok)
     ids = [enc.encode_prompt(p["prompt"]) for p in prompts]

@@ -12,6 +12,16 @@ tournament:
 A policy is a run folder (its ``final/`` is used), a model directory, ``reference`` (the ``reference``
 model, ``default`` unless set) or ``default`` (the embedded base model). Unknown keys are errors that list the
 valid ones; every policy is checked before anything is sampled.
+
+A file may also train its entrants first (``duelist.eval.tournament.entrants``):
+
+```yaml
+common: {model: {name: default}, train: {steps: 20, batch_size: 8}}   # merged under every entrant
+entrants:
+  dpo: {data: {train: intransitive-review}, loss: {name: dpo}}
+  sppo: {online: {method: {name: sppo}, prompts: intransitive-review:prompts, judge: intransitive}}
+quick: {train.steps: 2, tournament.num_prompts: 8}   # overrides that --quick applies
+```
 """
 
 from __future__ import annotations
@@ -51,10 +61,25 @@ class TournamentConfig(Section):
 
 class TournamentFile(Section):
     tournament: TournamentConfig
+    common: dict[str, Any] = Field(default_factory=dict)
+    """A training config tree merged under every entrant's."""
+    entrants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """name → training config tree; each is trained into ``<tournament.output_dir>/<name>`` and joins the
+    policies, before those ``tournament.policies`` names."""
+    quick: dict[str, Any] = Field(default_factory=dict)
+    """``key: value`` overrides that ``--quick`` applies: ``tournament.*`` keys to the tournament, all others to
+    every entrant (e.g. ``train.steps: 2``)."""
 
 
 def load_tournament_config(path: str | Path, overrides: list[str] | None = None) -> TournamentConfig:
     """Read ``path``'s ``tournament:`` section, apply ``tournament.key=value`` overrides, validate."""
+    return load_tournament_file(path, overrides).tournament
+
+
+def load_tournament_file(path: str | Path, overrides: list[str] | None = None, quick: bool = False) -> TournamentFile:
+    """The whole file: overrides (``tournament.key=value``, ``entrants.<name>.key=value``, ``common.key=value``)
+    and, with ``quick``, the file's ``quick`` overrides of the tournament (after the others, so they win),
+    validated. The entrants' ``quick`` overrides are applied by ``entrant_configs``."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
@@ -62,8 +87,11 @@ def load_tournament_config(path: str | Path, overrides: list[str] | None = None)
     if not isinstance(tree, dict) or "tournament" not in tree:
         raise ConfigError(f"{p}: needs a top-level 'tournament:' section")
     tree = _merge(tree, parse_overrides(overrides or []))
+    if quick:
+        tree = _merge(tree, parse_overrides([f"{k}={v}" for k, v in (tree.get("quick") or {}).items()
+                                             if k.startswith("tournament.")]))
     try:
-        return TournamentFile.model_validate(tree).tournament
+        return TournamentFile.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(f"{p}: invalid tournament configuration:\n  " + "\n  ".join(_messages(e))) from None
 
