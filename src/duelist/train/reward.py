@@ -137,8 +137,9 @@ class RewardSource:
         self.cfg, self.acc = cfg, acc
         self.kind: Kind = build_kind(cfg.reward_model.kind, prefix="reward_model.kind")
         conversational = False
+        self.where: list[str] | None = None
         if pairs is None:
-            pairs, _, summary, conversational = prepare_data(cfg, tokenizer, self.kind.data_fields())
+            pairs, self.where, summary, conversational = prepare_data(cfg, tokenizer, self.kind.data_fields())
             if acc.is_main_process:
                 console.print(f"data: {cfg.data.train}: {summary}")
         self.users: list[int] = []
@@ -178,7 +179,7 @@ class RewardSource:
         # before each epoch; a resumed run restored the refitted state with its checkpoint
         if self.kind.refits and (step == 0 or self._epoch(step) != self._epoch(step - 1)):
             metrics = learner.refit(self.pairs)
-        return StepWork(self.pairs, [self.plan.micro_batches(step)], self.reference, metrics)
+        return StepWork(self.pairs, [self.plan.micro_batches(step)], self.reference, metrics, self.where)
 
     def finish(self, step: int, learner: RewardLearner) -> dict[str, float]:
         return {}
