@@ -5,6 +5,7 @@ backbone trains the head alone, MaxMin's E-step runs between epochs, and configs
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -246,3 +247,22 @@ def test_two_processes_equal_one(tiny_model_dir, data, tmp_path):
 
     ha, hb = load_file(tmp_path / "one/final/head.safetensors"), load_file(tmp_path / "two/final/head.safetensors")
     assert max(float((ha[k] - hb[k]).abs().max()) for k in ha) <= 1e-5
+
+
+def test_a_trained_model_judges_an_online_run_from_config(tiny_model_dir, data, tmp_path):
+    """``online.judge: rm:<folder>`` of a trained BT model: an online DPO run takes its rounds, its judge reward is the
+    folder's standardised reward; the prompts come from implicit-prompt pairs (HH style, no ``prompt`` field)."""
+    final = Run(_cfg(tiny_model_dir, data, tmp_path / "rm")).fit().final_dir
+    hh = write_jsonl(tmp_path / "hh.jsonl", [
+        {"chosen": f"\n\nHuman: the movie {i} was\n\nAssistant: great", "rejected": f"\n\nHuman: the movie {i} was"
+         "\n\nAssistant: bad"} for i in range(8)])
+    cfg = load_config(None, [
+        f"model.name={tiny_model_dir}", f"online.prompts={hh}", f"online.judge=rm:{final}", "online.max_new_tokens=6",
+        "online.method.name=online_dpo", f"train.output_dir={tmp_path / 'online'}", "train.steps=2",
+        "train.batch_size=4", "optim.lr=1e-3", "optim.warmup=0", "train.progress=false", "train.tensorboard=false",
+    ])
+    run = Run(cfg)
+    assert run.source.prompts[0].text.endswith("the movie 0 was\n\nAssistant:")
+    history = run.fit().history
+    assert len(history) == 2 and all(math.isfinite(m["loss"]) for m in history)
+    assert run.source.judge.name == f"rm:{final}"
