@@ -207,6 +207,34 @@ class OnlineConfig(Section):
 
 
 DEFAULT_LOSS: dict[str, Any] = {"name": "dpo", "beta": 0.1}
+DEFAULT_KIND: dict[str, Any] = {"name": "bt"}
+
+
+class RewardModelConfig(Section):
+    """Train a reward or preference model on ``data.train`` instead of a policy (docs/reward_models.md): the
+    ``model`` backbone (full or LoRA) with the kind's head read at each sequence's last token."""
+
+    kind: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_KIND))
+    """A registered model kind and its parameters (``duelist reward-kinds``), e.g. ``{name: gpm, k: 2}``."""
+    backbone: Literal["train", "frozen"] = "train"
+    """``train``: the backbone (or its LoRA adapters) trains with the head; ``frozen``: only the head trains, on
+    the backbone's hidden states computed once per pair before the first step (a probe on fixed features)."""
+    prompt_format: Literal["auto", "chat", "text"] = "auto"
+    """How the saved model turns text prompts into tokens when it scores: ``chat`` (user and assistant turns under
+    the chat template) or ``text``; ``auto``: as the training data is (conversations → chat)."""
+    normalisation_pairs: int | None = Field(512, gt=0)
+    """Training pairs whose rewards give the stored normalisation statistics (the first N; ``None``: all)."""
+
+    @field_validator("kind")
+    @classmethod
+    def _check_kind(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from duelist.rewards import KindConfigError, build_kind
+
+        try:
+            build_kind(v, prefix="reward_model.kind")
+        except KindConfigError as e:
+            raise ValueError(str(e)) from None
+        return v
 
 
 class Config(Section):
@@ -218,6 +246,8 @@ class Config(Section):
     eval: EvalConfig = EvalConfig()
     online: OnlineConfig | None = None
     """Set for an online self-play run (prompts, judge, method); absent for training on a data set of pairs."""
+    reward_model: RewardModelConfig | None = None
+    """Set to train a reward or preference model (its kind) on the pairs of ``data``; there is no ``loss``."""
 
     @field_validator("loss")
     @classmethod
@@ -244,6 +274,21 @@ class Config(Section):
                     "online.method (e.g. online.method.beta=0.2), not in a loss section"
                 )
             object.__setattr__(self, "loss", loss)
+        return self
+
+    @model_validator(mode="after")
+    def _reward_model(self) -> Config:
+        """A reward model trains with its kind's loss; a ``loss`` section or an ``online`` one makes no sense."""
+        if self.reward_model is not None:
+            if self.online is not None:
+                raise ValueError("reward_model and online are exclusive: a reward model trains on a data set of pairs")
+            if self.reward_model.backbone == "frozen" and self.model.lora is not None:
+                raise ValueError("reward_model.backbone=frozen trains the head alone: remove model.lora")
+            if "loss" in self.model_fields_set and self.loss != DEFAULT_LOSS:
+                raise ValueError(
+                    "a reward model trains with its kind's loss; set its parameters under reward_model.kind "
+                    "(e.g. reward_model.kind.center_rewards_coefficient=0.01), not in a loss section"
+                )
         return self
 
 

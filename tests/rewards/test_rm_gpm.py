@@ -97,3 +97,14 @@ def test_gpm_margin():
     assert float(out.losses[0]) == pytest.approx(math.log1p(math.exp(-(2 - 0.5) / 0.5)), abs=1e-15)
     with pytest.raises(TypeError, match="pairwise"):
         kind.reward(a)
+
+
+def test_an_mlp_body_keeps_the_score_skew_symmetric():
+    """``layers`` > 0 (an MLP before the value map) changes the embedding, not the operator: s(a,b) = −s(b,a),
+    s(a,a) = 0 exactly."""
+    kind = get_kind("gpm", k=2, layers=2, width=8)
+    head = kind.make_head(16).double()
+    a, b = head(torch.randn(5, 16, dtype=torch.float64)), head(torch.randn(5, 16, dtype=torch.float64))
+    assert torch.equal(kind.logit(a, b), -kind.logit(b, a))
+    assert torch.equal(kind.logit(a, a), torch.zeros(5, dtype=torch.float64))
+    assert sum(p.numel() for p in head.parameters()) == 16 * 8 + 8 + 8 * 8 + 8 + 8 * 8 + 8 + 8 * 4

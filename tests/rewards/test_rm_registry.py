@@ -32,7 +32,9 @@ def test_duplicate_and_malformed_registrations_are_refused():
 
 
 def test_parameters_are_validated_with_valid_choices_listed():
-    assert get_kind("gpm", k=3, tau=0.2).params == {"k": 3, "tau": 0.2, "prompt_head": False, "margin": False}
+    assert get_kind("gpm", k=3, tau=0.2).params == {
+        "k": 3, "tau": 0.2, "prompt_head": False, "margin": False, "layers": 0, "width": 256
+    }
     with pytest.raises(KindConfigError, match=r"kind\.tau: Input should be greater than 0 \(got -1\).*k=2 \(≥ 1\)"):
         get_kind("gpm", tau=-1)
     with pytest.raises(KindConfigError, match=r"model\.kind\.name: unknown model kind 'rm'; valid kinds: bt, crm, gpm"):

@@ -143,6 +143,14 @@ def numeric_fields(record: Record, fields: Mapping[str, Bounds]) -> dict[str, fl
     return out
 
 
+def record_prompt(record: Record) -> Any:
+    """A record's prompt: its ``prompt`` field, or for an implicit-prompt pair (``chosen``/``rejected`` transcripts
+    only, e.g. Anthropic HH) their shared prefix; None when it has neither."""
+    if "prompt" in record.data or "chosen" not in record.data:
+        return record.data.get("prompt")
+    return to_example(record).prompt
+
+
 def to_example(record: Record, fields: Mapping[str, Bounds] | None = None) -> PreferenceExample:
     """Validate one record and turn it into a ``PreferenceExample`` (raises ``RecordError``); ``fields``
     are numeric per-pair fields to check and keep (see ``numeric_fields``)."""

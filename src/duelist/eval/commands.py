@@ -29,9 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("policy_b", nargs="?", default="default")
     _sampling_args(w)
     w.add_argument("--judge", default="lexicon")
-    a = msub.add_parser("accuracy", help="implicit-reward accuracy of a DPO-trained policy on held-out pairs")
-    a.add_argument("policy", help="trained model directory (a run's final/)")
+    a = msub.add_parser(
+        "accuracy",
+        help="accuracy on held-out pairs (or cyclic triples) of a reward model, or a DPO policy's implicit reward",
+        description="POLICY is a policy folder (implicit-reward accuracy against --reference) or a reward-model "
+        "folder (duelist.json of a reward model): its accuracy with a 95%% interval on pairs (per subset and per "
+        "user where the data has them), or on triples of samples (--data intransitive-review:samples): the share "
+        "of the oracle's cyclic triples it gets right in all three directions.",
+    )
+    a.add_argument("policy", help="trained model directory (a run's final/): a policy or a reward model")
     a.add_argument("--data", default="hh-harmless:test")
+    a.add_argument("--dpo", help="reward model: also the implicit-reward accuracy of this DPO policy on the same pairs")
+    a.add_argument("--judge", help="reward model on triples: the oracle (default: the task's)")
+    a.add_argument("--fit", help="per-user reward model: pairs that fit the users it has not seen (plural-review:fit)")
     a.add_argument("--reference", default="default")
     a.add_argument("--beta", type=float, default=0.1)
     a.add_argument("--max-length", type=int, default=512)
@@ -131,7 +141,17 @@ def run_measure(args: argparse.Namespace) -> int:
         _write(args.out, "winrate.json", res)
     elif args.what == "accuracy":
         from duelist.eval.accuracy import evaluate_accuracy
+        from duelist.eval.rm_accuracy import evaluate_reward_model, is_reward_model
 
+        if is_reward_model(args.policy):
+            res = evaluate_reward_model(args.policy, args.data, args.limit, args.batch_size, args.judge, args.fit)
+            if args.dpo:
+                res["dpo_implicit_reward"] = evaluate_accuracy(
+                    args.dpo, args.data, args.reference, args.beta, args.max_length, args.max_prompt_length,
+                    args.truncation, args.batch_size, args.limit, args.cache,
+                )
+            _write(args.out, "accuracy.json", res)
+            return 0
         res = evaluate_accuracy(
             args.policy,
             args.data,

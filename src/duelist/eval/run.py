@@ -19,6 +19,7 @@ from rich.table import Table
 
 from duelist.config import Config, ModelConfig
 from duelist.data import tasks
+from duelist.data.formats import record_prompt
 from duelist.data.sources import read_records
 from duelist.data.tokenize import PairTokenizer
 from duelist.eval.frontier import FrontierPoint, load_policy, point_of_samples, reward_kl_point, run_checkpoints
@@ -57,9 +58,10 @@ def load_prompts(spec: str, n: int) -> list[Any]:
     records = read_records(spec, "test")
     prompts = []
     for r in records[:n]:
-        if "prompt" not in r.data:
+        prompt = record_prompt(r)
+        if prompt is None:
             raise ValueError(f"{r.where}, field 'prompt': missing (evaluation needs prompts)")
-        prompts.append(r.data["prompt"])
+        prompts.append(prompt)
     return prompts
 
 

@@ -45,7 +45,9 @@ def wilson_interval(successes: float, n: int, level: float = 0.95) -> Estimate:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Estimate(p, float(np.sqrt(p * (1 - p) / n)), float(centre - half), float(centre + half), n)
+    # the bounds are in [0, 1] mathematically; clipping removes rounding (e.g. −7e-18 at p = 0)
+    lo, hi = max(0.0, float(centre - half)), min(1.0, float(centre + half))
+    return Estimate(p, float(np.sqrt(p * (1 - p) / n)), lo, hi, n)
 
 
 def winrate_interval(per_prompt: np.ndarray, level: float = 0.95) -> Estimate:

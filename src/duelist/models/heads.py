@@ -119,20 +119,24 @@ class MixtureHeads(ScalarHeads):
 
 class EmbeddingHead(nn.Module):
     """GPM's preference embedding v(x, y) ∈ R^{2k}, with the eigenvalues λ_l(x) of its skew-symmetric
-    operator: all 1, or λ(x) = k · softmax(W h_prompt / √H) from a prompt head (Zhang et al., GPM)."""
+    operator: all 1, or λ(x) = k · softmax(W h_prompt / √H) from a prompt head (Zhang et al., GPM).
 
-    def __init__(self, hidden_size: int, k: int, prompt_head: bool = False):
+    ``layers`` > 0 puts an MLP (``Projector``: that many ReLU layers of width ``width``) before the linear value
+    map, for an embedding of fixed features (a frozen backbone); 0 is the paper's linear value head."""
+
+    def __init__(self, hidden_size: int, k: int, prompt_head: bool = False, layers: int = 0, width: int = 256):
         super().__init__()
         self.k = k
         self.hidden_size = hidden_size
-        self.value = nn.Linear(hidden_size, 2 * k, bias=False)
-        _init_linear(self.value, hidden_size)
+        self.body = Projector(hidden_size, width, layers, residual=False) if layers else nn.Identity()
+        self.value = nn.Linear(width if layers else hidden_size, 2 * k, bias=False)
+        _init_linear(self.value, width if layers else hidden_size)
         self.prompt_head = nn.Linear(hidden_size, k, bias=False) if prompt_head else None
         if self.prompt_head is not None:
             _init_linear(self.prompt_head, hidden_size)
 
     def forward(self, hidden: Tensor, prompt: Tensor | None = None, user: Tensor | None = None) -> HeadOutput:
-        v = self.value(hidden)
+        v = self.value(self.body(hidden))
         if self.prompt_head is None:
             lam = torch.ones(v.shape[0], self.k, dtype=v.dtype, device=v.device)
         else:

@@ -55,7 +55,9 @@ class GeneralPreference(Kind):
 
     ``k``: number of 2×2 blocks (the code's ``value_head_dim`` = 2k; released models use 4–8 dimensions);
     ``tau``: the code's ``general_preference_tau`` (0.1); ``prompt_head``: prompt-dependent eigenvalues
-    λ(x) = k·softmax(W h_prompt/√H) instead of all 1; ``margin``: every pair carries a ``margin`` field m.
+    λ(x) = k·softmax(W h_prompt/√H) instead of all 1; ``margin``: every pair carries a ``margin`` field m;
+    ``layers`` > 0: an MLP of that many ReLU layers of width ``width`` before the value map (a duelist extension
+    for frozen features; the paper's head is linear).
     """
 
     has_reward = False
@@ -67,15 +69,17 @@ class GeneralPreference(Kind):
         tau: Annotated[float, Field(gt=0)] = 0.1,
         prompt_head: bool = False,
         margin: bool = False,
+        layers: Annotated[int, Field(ge=0)] = 0,
+        width: Annotated[int, Field(ge=1)] = 256,
     ):
-        self.k, self.tau, self.use_margin = k, tau, margin
+        self.k, self.tau, self.use_margin, self.layers, self.width = k, tau, margin, layers, width
         self.reads_prompt = prompt_head
 
     def data_fields(self) -> dict[str, Bounds]:
         return {MARGIN_FIELD: (None, None)} if self.use_margin else {}
 
     def make_head(self, hidden_size: int, num_users: int = 0) -> nn.Module:
-        return EmbeddingHead(hidden_size, self.k, prompt_head=self.reads_prompt)
+        return EmbeddingHead(hidden_size, self.k, self.reads_prompt, self.layers, self.width)
 
     def logit(self, a: HeadOutput, b: HeadOutput) -> Tensor:
         return preference_score(a, b) / self.tau

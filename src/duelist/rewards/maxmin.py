@@ -188,6 +188,7 @@ class MaxMin(Kind):
     """
 
     reads_user = True
+    refits = True
 
     def __init__(
         self,
@@ -206,6 +207,25 @@ class MaxMin(Kind):
         col = w["cluster"].unsqueeze(1)
         rw, rl = w["rewards"].gather(1, col)[:, 0], l["rewards"].gather(1, col)[:, 0]
         return LossOutput(bt_losses(rw, rl, center=self.center), pair_metrics(rw, rl))
+
+    def refit(self, head: nn.Module, w: HeadOutput, l: HeadOutput, users: Tensor | None) -> dict[str, float]:
+        """The E-step: each training user joins the group that best explains all their comparisons."""
+        if users is None:
+            raise ValueError("MaxMin's E-step needs each pair's user")
+        old = head.assignment.clone()
+        new = e_step(pair_log_likelihoods(w, l).cpu(), users.cpu(), old.shape[0], old.cpu())
+        head.assignment.copy_(new)
+        return {"maxmin/reassigned": float((new != old.cpu()).sum())}
+
+    def fit_new_users(
+        self, head: nn.Module, chosen: Tensor, rejected: Tensor, prompt: Tensor | None, users: Tensor, count: int
+    ) -> None:
+        """New users join the group that best explains their pairs (the E-step with the groups' rewards fixed)."""
+        old = head.assignment
+        head.assignment = torch.cat([old, torch.zeros(count, dtype=old.dtype, device=old.device)])
+        with torch.no_grad():
+            loglik = pair_log_likelihoods(head(chosen), head(rejected))
+        head.assignment.copy_(e_step(loglik.cpu(), users.cpu(), head.assignment.shape[0], head.assignment.cpu()))
 
     def logit(self, a: HeadOutput, b: HeadOutput) -> Tensor:
         g = worst_group(torch.cat([a["scores"], b["scores"]]))

@@ -224,30 +224,68 @@ class RewardModel:
         return torch.tensor([self._user_index[u] for u in users], dtype=torch.long, device=self.device)
 
     @torch.no_grad()
-    def outputs(
-        self, prompts: Sequence[Prompt], responses: Sequence[str | Messages], users: Sequence[int | str] | None = None
-    ) -> HeadOutput:
-        """Head outputs of each (prompt, response), rows in input order; one forward pass per response and
-        backbone, batched by length."""
+    def hidden_states(
+        self, prompts: Sequence[Prompt], responses: Sequence[str | Messages]
+    ) -> tuple[Tensor, Tensor]:
+        """The head's inputs for each (prompt, response), rows in input order: the hidden state at the response's
+        last token ([N, H], or [N, M, H] for M backbones) and at the prompt's last token ([N, H]). One forward pass
+        per response and backbone, batched by length."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
-        user_rows = self._user_rows(users, len(responses))
         enc = [self.encode(p, r) for p, r in zip(prompts, responses, strict=True)]
         seqs = [p + r for p, r in enc]
         positions = [[len(s) - 1, len(p) - 1] for s, (p, _) in zip(seqs, enc, strict=True)]
         order = np.argsort([len(s) for s in seqs], kind="stable")
         pad = self.tokenizer.pad_token_id
-        parts: list[HeadOutput] = []
+        hidden, prompt = [], []
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            states = [
-                last_token_states(b, [seqs[i] for i in idx], [positions[i] for i in idx], pad) for b in self.backbones
-            ]
-            hidden = states[0][:, 0] if len(states) == 1 else torch.stack([s[:, 0] for s in states], dim=1)
-            rows = None if user_rows is None else user_rows[torch.as_tensor(idx, device=self.device)]
-            parts.append(self.head(hidden, states[0][:, 1], rows))
+            done: dict[int, Tensor] = {}  # a backbone loaded once for several identical folders runs once
+            for b in self.backbones:
+                if id(b) not in done:
+                    done[id(b)] = last_token_states(b, [seqs[i] for i in idx], [positions[i] for i in idx], pad)
+            states = [done[id(b)] for b in self.backbones]
+            hidden.append(states[0][:, 0] if len(states) == 1 else torch.stack([s[:, 0] for s in states], dim=1))
+            prompt.append(states[0][:, 1])
         inverse = torch.as_tensor(np.argsort(order), device=self.device)
-        return {k: torch.cat([p[k] for p in parts])[inverse] for k in parts[0]}
+        return torch.cat(hidden)[inverse], torch.cat(prompt)[inverse]
+
+    @torch.no_grad()
+    def outputs(
+        self, prompts: Sequence[Prompt], responses: Sequence[str | Messages], users: Sequence[int | str] | None = None
+    ) -> HeadOutput:
+        """Head outputs of each (prompt, response), rows in input order."""
+        user_rows = self._user_rows(users, len(responses))
+        hidden, prompt = self.hidden_states(prompts, responses)
+        out: list[HeadOutput] = []
+        for s in range(0, hidden.shape[0], self.batch_size):  # the head in batches too: it may be an MLP
+            rows = None if user_rows is None else user_rows[s : s + self.batch_size]
+            out.append(self.head(hidden[s : s + self.batch_size], prompt[s : s + self.batch_size], rows))
+        return {k: torch.cat([o[k] for o in out]) for k in out[0]}
+
+    def fit_users(
+        self,
+        prompts: Sequence[Prompt],
+        chosen: Sequence[str | Messages],
+        rejected: Sequence[str | Messages],
+        users: Sequence[int | str],
+    ) -> list[int | str]:
+        """Fit the users of these pairs that the model has not seen (``Kind.fit_new_users``: PAL their mixture
+        weights, MaxMin their group) from their pairs alone; returns their ids, now usable in ``users``."""
+        new = sorted({u for u in users if u not in self._user_index}, key=str)
+        if not new:
+            return []
+        rows = {u: len(self.card.users) + i for i, u in enumerate(new)}
+        keep = [i for i, u in enumerate(users) if u in rows]
+        hw, hx = self.hidden_states([prompts[i] for i in keep], [chosen[i] for i in keep])
+        hl, _ = self.hidden_states([prompts[i] for i in keep], [rejected[i] for i in keep])
+        user_rows = torch.tensor([rows[users[i]] for i in keep], dtype=torch.long, device=self.device)
+        with torch.enable_grad():
+            self.kind.fit_new_users(self.head, hw, hl, hx, user_rows, len(new))
+        self.card.users = [*self.card.users, *new]
+        self.card.num_users = len(self.card.users)
+        self._user_index = {u: i for i, u in enumerate(self.card.users)}
+        return new
 
     def rewards(
         self, prompts: Sequence[Prompt], responses: Sequence[str | Messages], users: Sequence[int | str] | None = None
@@ -315,6 +353,19 @@ class RewardModel:
         return np.split(flat, np.cumsum([len(rs) for rs in responses])[:-1])
 
 
+def _weights_digest(folder: Path) -> str:
+    """SHA-256 of a backbone folder's weight files (the folder's own path if it has none)."""
+    import hashlib
+
+    files = sorted(folder.glob("model*.safetensors"))
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                h.update(chunk)
+    return h.hexdigest() if files else str(folder)
+
+
 def load_reward_model(
     path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None, batch_size: int = 16
 ) -> RewardModel:
@@ -325,7 +376,13 @@ def load_reward_model(
     card = read_card(path)
     kind = build_kind(card.kind, prefix=f"{path / CARD}: kind")
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    backbones = [AutoModel.from_pretrained(path / b, dtype=dtype).to(dev) for b in card.backbones]
+    loaded: dict[str, nn.Module] = {}  # by the weights' hash: identical backbone folders (a frozen CRM) load once
+    backbones = []
+    for b in card.backbones:
+        digest = _weights_digest(path / b)
+        if digest not in loaded:
+            loaded[digest] = AutoModel.from_pretrained(path / b, dtype=dtype).to(dev)
+        backbones.append(loaded[digest])
     head = _check_head(kind, load_file(path / HEAD), card, str(path / HEAD))
     head.to(device=dev, dtype=dtype or next(backbones[0].parameters()).dtype)
     tok = AutoTokenizer.from_pretrained(path)

@@ -71,6 +71,13 @@ class _Pal(Kind):
     def _bound(self, w: HeadOutput) -> Tensor:
         return self.bound_weight * norm_bound(w["ideal"], self.bound) if self.bound_weight else 0.0
 
+    def fit_new_users(
+        self, head: nn.Module, chosen: Tensor, rejected: Tensor, prompt: Tensor | None, users: Tensor, count: int
+    ) -> None:
+        """Few-shot localisation: new users' mixture logits alone, fitted on their pairs (``fit_user_weights``)."""
+        head.users.add_users(count, torch.Generator().manual_seed(0))
+        fit_user_weights(self, head, chosen, rejected, users, prompt)
+
 
 @register_kind(
     "pal-a",

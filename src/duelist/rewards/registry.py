@@ -11,7 +11,9 @@ A kind says everything a learner, a scorer and a judge need, so none of them loo
   rejected (l) responses of a batch of pairs, the per-pair fields as tensors, and the fraction of training
   done (``progress``, read by kinds with a schedule);
 * ``logit(a, b)``: log-odds of P(a ≻ b | x) from head outputs of a and b (same prompt, row by row);
-* ``reward(out)`` (kinds with ``has_reward``): one scalar per response from the head's standardised scores.
+* ``reward(out)`` (kinds with ``has_reward``): one scalar per response from the head's standardised scores;
+* ``refit(head, w, l, users)`` (kinds with ``refits``): the step a learner takes over every training pair before
+  each epoch (MaxMin-RLHF's E-step).
 
 The parameters' type hints (``Annotated[float, Field(ge=0)]``) and defaults are the single source for
 validation, error messages, ``duelist reward-kinds`` and the table in ``docs/reward_models.md``.
@@ -79,6 +81,7 @@ class Kind(ABC):
     user_scores: bool = False  # scoring (not only training) needs a user: the preference is a user's
     backbones: int = 1
     has_reward: bool = True
+    refits: bool = False  # ``refit`` runs over every training pair before each epoch
     params: dict[str, Any]
 
     @property
@@ -100,6 +103,19 @@ class Kind(ABC):
     def loss(
         self, w: HeadOutput, l: HeadOutput, fields: Mapping[str, Tensor] | None = None, progress: float = 0.0
     ) -> LossOutput: ...
+
+    def refit(self, head: nn.Module, w: HeadOutput, l: HeadOutput, users: Tensor | None) -> dict[str, float]:
+        """Kinds with ``refits``: before each epoch, update the head's non-gradient state (e.g. MaxMin's user
+        groups) from its outputs over every training pair (``users``: each pair's user row). Returns metrics."""
+        return {}
+
+    def fit_new_users(
+        self, head: nn.Module, chosen: Tensor, rejected: Tensor, prompt: Tensor | None, users: Tensor, count: int
+    ) -> None:
+        """Per-user kinds: append ``count`` users to the head and fit them on their pairs alone, everything else
+        fixed (``chosen``/``rejected``/``prompt``: the backbone's hidden states of the pairs, ``users``: each pair's
+        new user row)."""
+        raise TypeError(f"model kind {self.name!r} has no users to fit")
 
     def reward(self, out: HeadOutput) -> Tensor:
         """One standardised reward per response, [N] (the first reward column by default)."""

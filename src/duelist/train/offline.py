@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from duelist.config import Config
+from duelist.data import transforms
 from duelist.data.formats import validate
 from duelist.data.sources import DataError, read_records
 from duelist.data.tokenize import PairTokenizer, TokenizedPair
@@ -26,22 +27,25 @@ from duelist.train.plan import BatchPlan
 
 def prepare_data(
     cfg: Config, tokenizer: Any, fields: dict[str, tuple[float | None, float | None]] | None = None
-) -> tuple[list[TokenizedPair], list[str], str]:
-    """Read, validate and tokenize every record before anything trains; returns pairs, each pair's source
-    record (``pairs.jsonl, record 12``) and a summary. ``fields``: numeric per-pair fields the loss reads
-    (name → bounds), carried to the batches."""
+) -> tuple[list[TokenizedPair], list[str], str, bool]:
+    """Read, validate, transform (``data.reward_augment``, ``data.flip_rate``) and tokenize every record before
+    anything trains; returns pairs, each pair's source record (``pairs.jsonl, record 12``), a summary, and whether
+    the records are conversations. ``fields``: numeric per-pair fields the loss reads (name → bounds), carried to
+    the batches."""
     records = read_records(cfg.data.train, cfg.data.split)
     if cfg.data.limit:
         records = records[: cfg.data.limit]
-    checked = validate(records, cfg.data.on_invalid, fields)
+    checked = validate(records, cfg.data.on_invalid, {**(fields or {}), **transforms.required_fields(cfg.data)})
+    examples, note = transforms.apply(checked.examples, cfg.data)
     enc = PairTokenizer(tokenizer, cfg.data.max_length, cfg.data.max_prompt_length, cfg.data.truncation)
-    pairs, kept, truncated = enc.many(checked.examples)
+    pairs, kept, truncated = enc.many(examples)
     if not pairs:
         raise DataError(f"every pair of {cfg.data.train} is longer than data.max_length={cfg.data.max_length}")
-    dropped = len(checked.examples) - len(kept)
-    summary = checked.summary() + f"; {truncated} truncated, {dropped} dropped (data.truncation={cfg.data.truncation})"
-    where = [f"{checked.examples[i].source}, record {checked.examples[i].number}" for i in kept]
-    return pairs, where, summary
+    dropped = len(examples) - len(kept)
+    summary = checked.summary() + (f"; {note}" if note else "")
+    summary += f"; {truncated} truncated, {dropped} dropped (data.truncation={cfg.data.truncation})"
+    where = [f"{examples[i].source}, record {examples[i].number}" for i in kept]
+    return pairs, where, summary, examples[0].conversational
 
 
 def reference_mode(cfg: Config, loss: LossBase) -> str:
@@ -72,7 +76,7 @@ class OfflineSource:
         self.ref_mode = reference_mode(cfg, self.loss)
         self.where: list[str] | None = None
         if pairs is None:
-            pairs, self.where, summary = prepare_data(cfg, tokenizer, self.loss.data_fields)
+            pairs, self.where, summary, _ = prepare_data(cfg, tokenizer, self.loss.data_fields)
             if acc.is_main_process:
                 console.print(f"data: {cfg.data.train}: {summary}")
         self.pairs = pairs

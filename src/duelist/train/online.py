@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from duelist.config import Config, ConfigError
+from duelist.data.formats import record_prompt
 from duelist.data.sources import DataError, read_records
 from duelist.data.tokenize import Example, PairTokenizer, TokenizedPair, TokenizedSample
 from duelist.judges import Judge, RewardJudge, get_judge
@@ -51,12 +52,13 @@ class Prompt:
 
 
 def load_prompts(spec: str, tokenizer: Any, max_prompt_length: int) -> list[Prompt]:
-    """Every record of ``spec`` (``task:split`` or a file) with a non-empty ``prompt`` (text or messages),
-    tokenized as training tokenizes prompts, cut from the left to ``max_prompt_length`` (BOS kept)."""
+    """Every record of ``spec`` (``task:split`` or a file) with a non-empty ``prompt`` (text or messages; the shared
+    prefix of an implicit-prompt pair's transcripts), tokenized as training tokenizes prompts, cut from the left
+    to ``max_prompt_length`` (BOS kept)."""
     enc = PairTokenizer(tokenizer, max_length=max_prompt_length + 1, max_prompt_length=max_prompt_length)
     out = []
     for r in read_records(spec, "prompts"):
-        p = r.data.get("prompt")
+        p = record_prompt(r)
         if not (isinstance(p, str) and p.strip()) and not (isinstance(p, list) and p):
             raise DataError(f"{r.where}, field 'prompt': expected non-empty text or a list of messages, got {p!r}")
         ids = enc.encode_prompt(p)

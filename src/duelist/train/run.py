@@ -1,7 +1,9 @@
 """Assemble a training run: accelerator, output folder, source of examples, learner; then the step loop.
 
 The source is chosen by the config's shape: an ``online:`` section makes an online self-play run (prompts
-sampled, judged and turned into examples each round), else the offline plan over ``data.train``.
+sampled, judged and turned into examples each round), a ``reward_model:`` section trains a reward or preference
+model on ``data.train`` (``duelist.train.reward``: its own source and learner), else the offline plan over
+``data.train``.
 
 The output folder is the run's, alone: its lock (``lock.RunLock``) is taken before anything there is read or
 changed and held until the run ends, so a second run on it stops naming the holder. Before any data or
@@ -69,6 +71,10 @@ def make_source(cfg: Config, acc: Any, pairs: list[TokenizedPair] | None = None,
 
         tokenizer = online_kw.pop("tokenizer", None) or load_tokenizer(cfg.model)
         return OnlineSource(cfg, acc, tokenizer, **online_kw)
+    if cfg.reward_model is not None:
+        from duelist.train.reward import RewardSource
+
+        return RewardSource(cfg, acc, load_tokenizer(cfg.model), pairs)
     return OfflineSource(cfg, acc, load_tokenizer(cfg.model) if pairs is None else None, pairs)
 
 
@@ -104,7 +110,7 @@ class Run:
             set_seed(cfg.train.seed)
             online_kw = {"tokenizer": tokenizer, **online_kw} if cfg.online is not None else {}
             self.source = make_source(cfg, self.acc, pairs, **online_kw)  # data is validated before any model loads
-            self.learner = Learner(cfg, self.acc, self.source.loss, self.source.total_updates, model, tokenizer)
+            self.learner = self._learner(model, tokenizer)
             self.source.attach(self.learner)
             self.start = 0
             if resume:
@@ -118,6 +124,15 @@ class Run:
         except BaseException:
             self.close()
             raise
+
+    def _learner(self, model: torch.nn.Module | None, tokenizer: Any) -> Any:
+        if self.cfg.reward_model is not None:
+            from duelist.train.reward import RewardLearner
+
+            src = self.source
+            models = None if model is None else [model]
+            return RewardLearner(self.cfg, self.acc, src.kind, src.total_updates, len(src.users), models, tokenizer)
+        return Learner(self.cfg, self.acc, self.source.loss, self.source.total_updates, model, tokenizer)
 
     def close(self) -> None:
         """Release the output folder's lock (the lock file goes; the folder too if the run created it and
