@@ -388,15 +388,16 @@ def main(argv: list[str]) -> None:
             continue
         d = systems[ours]
         for k, t in trls.items():
-            t["duelist_speedup"] = d["prompts_per_s"] / t["prompts_per_s"]
-            t["duelist_memory_ratio"] = d["peak_gib"] / t["peak_gib"]
+            speed, memory = d["prompts_per_s"] / t["prompts_per_s"], d["peak_gib"] / t["peak_gib"]
+            t[f"{ours}_speedup"], t[f"{ours}_memory_ratio"] = speed, memory
             t["same_prompt_ids"] = raw[k]["prompt_ids"] == raw[ours]["prompt_ids"]
-            print(f"  {ours} vs {k} (TRL {raw[k]['trl']}): {t['duelist_speedup']:.2f}× speed, "
-                  f"{t['duelist_memory_ratio']:.2f}× memory, same prompt ids: {t['same_prompt_ids']}")
+            print(f"  {ours} vs {k} (TRL {raw[k]['trl']}): {speed:.2f}× speed, {memory:.2f}× memory, "
+                  f"same prompt ids: {t['same_prompt_ids']}")
         best = max(trls, key=lambda k: trls[k]["prompts_per_s"])
-        summary[ours] = {"best_trl": best, "speedup_vs_best": trls[best]["duelist_speedup"],
-                         "speedup_vs_defaults": trls.get(theirs + "defaults", {}).get("duelist_speedup"),
-                         "memory_vs_defaults": trls.get(theirs + "defaults", {}).get("duelist_memory_ratio")}
+        defaults = trls.get(theirs + "defaults", {})
+        summary[ours] = {"best_trl": best, "speedup_vs_best": trls[best][f"{ours}_speedup"],
+                         "speedup_vs_defaults": defaults.get(f"{ours}_speedup"),
+                         "memory_vs_defaults": defaults.get(f"{ours}_memory_ratio")}
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
