@@ -124,22 +124,26 @@ class OnlineSource:
         """One round. An extragradient method first takes its half step on samples of π_t, samples the
         half-step policy, then restores π_t's weights and optimizer state for the full step the loop takes."""
         snap = learner.snapshot() if self.method.spec.extragradient else None
-        examples, metrics = self._collect(step, learner, stream=0, measure=True)
+        examples, metrics, firsts = self._collect(step, learner, stream=0, measure=True)
         if snap is not None:
             half = self._prepare(examples, learner)
             ups = [learner.update(half.examples, micro, half.reference, step + 1) for micro in half.updates]
             metrics.update({f"half/{k}": v for k, v in mean_metrics(ups).items() if k in ("loss", "grad_norm")})
-            examples, _ = self._collect(step, learner, stream=2, measure=False)  # samples of π_{t+½}
+            examples, _, _ = self._collect(step, learner, stream=2, measure=False)  # samples of π_{t+½}
             learner.restore(snap)
         t = time.perf_counter()
         work = self._prepare(examples, learner)
+        metrics["kl/policy_ref"] = self._kl(learner, firsts, work)
         metrics["time/score"] = time.perf_counter() - t
         work.metrics = metrics
         return work
 
-    def _collect(self, step: int, learner: Learner, stream: int, measure: bool) -> tuple[list[Example], dict]:
+    def _collect(
+        self, step: int, learner: Learner, stream: int, measure: bool
+    ) -> tuple[list[Example], dict, list[tuple[TokenizedSample, float]]]:
         """Sample the round's prompts (K each from π_t; a mixture method also draws its opponents from ν),
-        judge, and build the method's examples; with ``measure``, the round's judge reward, KL and win-rate."""
+        judge, and build the method's examples; with ``measure``, the round's judge reward and win-rate, and
+        each prompt's first sample with its sampling log-prob (for the KL, ``_kl``)."""
         m: dict[str, float] = {}
         t = time.perf_counter()
         prompts = [self.prompts[i] for i in self.plan.global_batch(step)]
@@ -179,10 +183,13 @@ class OnlineSource:
         m["time/judge"] = time.perf_counter() - t
         m["examples"] = float(len(examples))
         m["examples/prompts_kept"] = sum(1 for b in built if b) / len(groups)  # e.g. DNO's margin filter
+        firsts = []
         if measure:
             rs = None if rewards is None else [g.rewards for g in groups]
-            m.update(self._measure(step, learner, prompts, draws, texts, rs))
-        return examples, m
+            m.update(self._measure(step, prompts, draws, texts, rs))
+            firsts = [(TokenizedSample(p.ids, d.samples[0].ids), d.samples[0].logprob)
+                      for p, d in zip(prompts, draws, strict=True)]
+        return examples, m, firsts
 
     def _prepare(self, examples: list[Example], learner: Learner) -> StepWork:
         """The round's updates, its reference and any anchor fields, scored in the training micro-batches."""
@@ -208,33 +215,49 @@ class OnlineSource:
             one_pass.append([p.tolist() for p in parts])
         return one_pass * self.o.passes
 
+    def _reference_model(self) -> nn.Module | None:
+        """π_t (refresh every round; None: the policy as it is now), else the initial policy or its moved copy."""
+        if self.method.refresh_every == 1:
+            return None
+        return self.moved if self.moved is not None else self.initial
+
     def _reference(self, learner: Learner, examples: Sequence[Example], micro: list[list[int]]) -> PrecomputedReference:
-        """π_t (refresh every round): the policy as it is now; else the initial policy or its moved copy."""
         if not examples:
             return PrecomputedReference(_empty(), learner.acc.device)
-        if self.method.refresh_every == 1:
-            return learner.score(examples, micro)
-        return learner.score(examples, micro, self.moved if self.moved is not None else self.initial)
+        return learner.score(examples, micro, self._reference_model())
+
+    def _kl(self, learner: Learner, firsts: list[tuple[TokenizedSample, float]], work: StepWork) -> float:
+        """KL(q‖π_ref) = E_{y~q}[log q(y) − log π_ref(y)] from the first sample of each prompt (q the sampling
+        distribution: π_t at temperature 1; π_ref the initial policy). When the round's reference is π_ref
+        itself, a sample that is in a training example takes its log π_ref from the round's reference scores
+        (online DPO at K = 2: every one, so no extra forward pass); the others are scored."""
+        known: dict[tuple[tuple[int, ...], tuple[int, ...]], float] = {}
+        if self._reference_model() is self.initial and isinstance(work.reference, PrecomputedReference):
+            sums = work.reference.data["sums"].double().cpu().tolist()
+            for (i, side), r in work.reference.row.items():
+                e = work.examples[i]
+                response = e.response if isinstance(e, TokenizedSample) else (e.chosen, e.rejected)[side]
+                known[(tuple(e.prompt), tuple(response))] = sums[r]
+        keys = _keys([s for s, _ in firsts])
+        missing = [s for (s, _), k in zip(firsts, keys, strict=True) if k not in known]
+        if missing:
+            ref = learner.score(missing, [list(range(len(missing)))], self.initial)
+            known.update(zip(_keys(missing), ref.data["sums"].double().cpu().tolist(), strict=True))
+        return float(np.mean([lq - known[k] for (_, lq), k in zip(firsts, keys, strict=True)]))
 
     def _measure(
         self,
         step: int,
-        learner: Learner,
         prompts: list[Prompt],
         draws: list[Draw],
         texts: list[list[str]],
         rewards: list[np.ndarray] | None,
     ) -> dict[str, float]:
-        """The round's judge reward (if the judge has one), the policy's win-rate against reference samples
-        (if any are drawn), and KL(q‖π_ref) = E_{y~q}[log q(y) − log π_ref(y)] from the first sample of each
-        prompt (q the sampling distribution: π_t at temperature 1)."""
+        """The round's judge reward (if the judge has one) and the policy's win-rate against reference samples
+        (if any are drawn)."""
         out: dict[str, float] = {}
         if rewards is not None:
             out["judge/reward"] = float(np.mean([r.mean() for r in rewards]))
-        first = [TokenizedSample(p.ids, d.samples[0].ids) for p, d in zip(prompts, draws, strict=True)]
-        ref = learner.score(first, [list(range(len(first)))], self.initial)
-        lq = torch.tensor([d.samples[0].logprob for d in draws], dtype=torch.float64)
-        out["kl/policy_ref"] = float((lq - ref.data["sums"].double().cpu()).mean())
         if self.reference_samples:
             ref_draws = self.sampler.draw([self.initial], [1.0], [p.ids for p in prompts], self.reference_samples,
                                           self._seed(step, 4))
@@ -284,6 +307,10 @@ class OnlineSource:
         hat = {k.removeprefix("momentum."): v for k, v in tensors.items() if k.startswith("momentum.")}
         if hat:
             self.prev_hat = {k: v.to(learner.acc.device) for k, v in hat.items()}
+
+
+def _keys(samples: Sequence[TokenizedSample]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    return [(tuple(s.prompt), tuple(s.response)) for s in samples]
 
 
 def _mass(d: Draw) -> np.ndarray:
