@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import vs_trl_e2e
 
 BETA, LR, SEED = 0.1, 2e-5, 0
 LOSS_STEPS = 4  # steps whose losses must agree: step 1 is log 2 for both, later ones test the updates
@@ -161,6 +162,21 @@ def model_dir(args: argparse.Namespace, tmp: Path) -> str:
     return str(path)
 
 
+def token_counts(pairs: list[dict[str, list[int]]]) -> dict[str, int]:
+    """All pairs' prompt tokens and response (chosen + rejected) tokens."""
+    return {"prompt_tokens": sum(len(p["prompt_ids"]) for p in pairs),
+            "response_tokens": sum(len(p["chosen_ids"]) + len(p["rejected_ids"]) for p in pairs)}
+
+
+def param_split(model: Any) -> dict[str, int]:
+    """Parameters by the work they do per token: ``n_body`` in the decoder's matmuls, ``n_head`` in the output
+    projection (the tied embedding counted there; an input embedding is a lookup, no matmul)."""
+    emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    unique = {id(p): p for p in model.parameters()}
+    lookups = {id(emb), id(head)}
+    return {"n_body": sum(p.numel() for k, p in unique.items() if k not in lookups), "n_head": head.numel()}
+
+
 def peak_memory_gib() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
@@ -170,7 +186,11 @@ def peak_memory_gib() -> float:
 # --------------------------------------------------------------------------------------------- workers
 
 
-def run_trl(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def run_trl(args: argparse.Namespace, tmp: Path, settings: dict[str, Any] | None = None,
+            end_to_end: bool = False) -> dict[str, Any]:
+    """TRL's DPOTrainer on the benchmark's pairs. ``settings``: DPOConfig fields on top of the matched ones
+    (default ``--trl-no-checkpointing``'s). ``end_to_end``: TRL's own checkpoint schedule, the final weights
+    saved, and the reference precompute timed apart."""
     import datasets
     from torch.utils.data import SequentialSampler
     from transformers import AutoModelForCausalLM, TrainerCallback
@@ -184,6 +204,12 @@ def run_trl(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
         def _get_train_sampler(self, *a, **k):
             return SequentialSampler(self.train_dataset)
+
+        def _precompute_ref_logps(self, *a, **k):
+            t = time.perf_counter()
+            out = super()._precompute_ref_logps(*a, **k)
+            precompute.append(time.perf_counter() - t)
+            return out
 
     class Clock(TrainerCallback):
         def __init__(self) -> None:
@@ -200,12 +226,13 @@ def run_trl(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             if logs and "loss" in logs:
                 self.losses.append(float(logs["loss"]))
 
+    precompute: list[float] = []
     cuda = args.device == "cuda"
     if args.trl_keep_freed_memory and not cuda:
         from duelist.train.host import keep_freed_memory
 
         keep_freed_memory()
-    path = model_dir(args, tmp)
+    path = model_dir(args, tmp.parent if end_to_end else tmp)  # end to end: the driver's copy
     if path == "default":
         model, tok = load(args)
     else:
@@ -216,18 +243,25 @@ def run_trl(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         output_dir=str(tmp / "trl"), per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
         learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, max_steps=args.steps, beta=BETA,
         loss_type=["sigmoid"], max_grad_norm=1.0, weight_decay=0.0, logging_steps=1, report_to=[],
-        save_strategy="no", bf16=cuda or args.mixed_bf16, use_cpu=not cuda, max_length=None, seed=SEED, data_seed=SEED,
+        bf16=cuda or args.mixed_bf16, use_cpu=not cuda, max_length=None, seed=SEED, data_seed=SEED,
         dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
-        **({"gradient_checkpointing": False} if args.trl_no_checkpointing else {}),
+        **({} if end_to_end else {"save_strategy": "no"}),
+        **(settings if settings is not None else
+           {"gradient_checkpointing": False} if args.trl_no_checkpointing else {}),
     )
     clock = Clock()
     trainer = Trainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_list(pairs),
                       processing_class=tok, callbacks=[clock])
     trainer.train()
+    if end_to_end:
+        trainer.save_model(str(tmp / "trl-final"))
     tokens = [sum(2 * len(p["prompt_ids"]) + len(p["chosen_ids"]) + len(p["rejected_ids"])
                   for p in pairs[s * args.batch : (s + 1) * args.batch]) for s in range(args.steps)]
     return {"times": clock.times, "tokens": tokens, "losses": clock.losses, "peak_gib": peak_memory_gib(),
-            "params": sum(p.numel() for p in model.parameters())}
+            "params": sum(p.numel() for p in model.parameters()), "precompute_s": sum(precompute),
+            "settings": {k: getattr(cfg, k) for k in ("gradient_checkpointing", "precompute_ref_log_probs", "bf16",
+                                                      "torch_compile")}, **param_split(model),
+            **token_counts(pairs)}
 
 
 def run_duelist(args: argparse.Namespace, tmp: Path, point: str) -> dict[str, Any]:
@@ -291,7 +325,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--data", choices=["fixed", "hh"], default="fixed")
     ap.add_argument("--seq-len", type=int, default=144, help="fixed: tokens per sequence; hh: max length")
     ap.add_argument("--batch", type=int, default=8, help="pairs per step")
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, help="steps per run (default 8; end to end 30)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--trl-no-checkpointing", action="store_true",
                     help="turn off TRL's default gradient checkpointing (faster, more memory)")
@@ -306,13 +340,30 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--out", type=Path, help="also write the results JSON here")
     ap.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, for the 6N utilisation "
                     "(known GPUs are looked up by name)")
+    ap.add_argument("--end-to-end", action="store_true", help="whole runs, each timed from its process's start "
+                    "to its final weights on disk; duelist at its default settings, TRL at its defaults and at its "
+                    "best (vs_trl_e2e.py)")
+    ap.add_argument("--trl-best", default="probe", choices=["probe", *vs_trl_e2e.TRL_CANDIDATES],
+                    help="end to end: TRL's best setting, or 'probe' (default) to choose it by a short run of each")
+    ap.add_argument("--probe-steps", type=int, default=3, help="end to end: steps of each TRL probe run")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.steps is None:
+        args.steps = vs_trl_e2e.E2E_STEPS if args.end_to_end else 8
 
     if args.worker:  # one system, in its own process: print its raw result as the last line
-        res = run_trl(args, args.tmp) if args.worker == "trl" else run_duelist(args, args.tmp, args.worker)
+        if args.worker.startswith("e2e:"):
+            res = vs_trl_e2e.worker(args, args.worker.removeprefix("e2e:"))
+        else:
+            res = run_trl(args, args.tmp) if args.worker == "trl" else run_duelist(args, args.tmp, args.worker)
         print(json.dumps(res))
+        return
+    if args.end_to_end:
+        summary = vs_trl_e2e.main(args, argv)
+        if args.out:
+            args.out.write_text(json.dumps(summary, indent=1))
+        print(json.dumps({k: v for k, v in summary.items() if k != "rounds"}))
         return
 
     systems = ["trl", *POINTS[args.device]]

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hardware import bandwidth_gbs, matmul_gflops
 
 SEED, LR, BETA, K, PROMPTS, MAX_NEW, TEMPERATURE = 0, 5e-5, 0.1, 2, 8, 32, 1.0
 SPEC = "positive-review:prompts"
@@ -92,32 +93,6 @@ def prompts_for(steps: int) -> list[Any]:
     from duelist.data.sources import read_records
 
     return [r.data["prompt"] for r in read_records(SPEC, "prompts")][: steps * PROMPTS]
-
-
-# ------------------------------------------------------------------------------------------ measurements
-
-
-def matmul_gflops(n: int = 4096, reps: int = 3) -> float:
-    """Best of ``reps`` n×n×n float32 matmuls, in GFLOP/s."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(reps))
-    return 2 * n**3 / best / 1e9
-
-
-def bandwidth_gbs(gib: float = 1.0, reps: int = 5) -> float:
-    """Best of ``reps`` copies of a ``gib`` GiB float32 tensor, counting the bytes read and written, GB/s."""
-    src = torch.randn(int(gib * 2**30) // 4)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    best = min(_timed(lambda: dst.copy_(src)) for _ in range(reps))
-    return 2 * src.numel() * 4 / best / 1e9
-
-
-def _timed(f: Any) -> float:
-    t = time.perf_counter()
-    f()
-    return time.perf_counter() - t
 
 
 # --------------------------------------------------------------------------------------------- workers
