@@ -47,13 +47,13 @@ POINTS: dict[str, dict[str, list[str]]] = {
     "cpu": {
         "speed": ["train.layout=shared", "train.reference=precompute", "train.logprob_recompute=false"],
         "memory": ["train.layout=shared", "train.reference=precompute", "model.gradient_checkpointing=true",
-                   "train.grad_accum=8", "train.logprob_chunk=64"],
+                   "train.grad_accum=8", "train.logprob_chunk=64", "train.logprob_recompute=true"],
     },
     "cuda": {
         "speed": ["train.layout=shared", "train.reference=precompute", "optim.fused=true",
                   "train.logprob_recompute=false"],
         "memory": ["train.layout=shared", "train.reference=precompute", "optim.fused=true",
-                   "model.gradient_checkpointing=true", "train.logprob_chunk=256"],
+                   "model.gradient_checkpointing=true", "train.logprob_chunk=256", "train.logprob_recompute=true"],
     },
 }
 

@@ -92,20 +92,35 @@ def run_duelist_defaults(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     wall = process_seconds()
-    model, train = run.learner.model, run.cfg.train
+    model = run.learner.model
     return {"wall_s": wall, "peak_gib": peak_memory_gib(), "losses": [m["loss"] for m in result.history],
             "times": [m["step_time"] for m in result.history], "settings": resolved_settings(run),
             "layout": "shared" if run.learner.layout.startswith("shared") else "rows", **param_split(model),
             **token_counts([{"prompt_ids": p.prompt, "chosen_ids": p.chosen, "rejected_ids": p.rejected}
                             for p in pairs]),
-            "checkpointing": bool(cfg.model.gradient_checkpointing), "head_recompute": train.logprob_recompute}
+            "checkpointing": bool(cfg.model.gradient_checkpointing),
+            "head_recompute": head_recompute(run, [len(p.chosen) + len(p.rejected) for p in pairs])}
+
+
+def head_recompute(run: Any, response_tokens: list[int]) -> bool:
+    """Whether the head recomputed its logits in the backward pass of any micro-batch (its ``keep_probs``
+    default keeps the softmax of a micro-batch up to ``KEEP_PROBS_BYTES``)."""
+    from duelist.models.logprobs import KEEP_PROBS_BYTES
+
+    keep = run.learner.module.keep_probs
+    if keep is not None:
+        return not keep
+    plan, head = run.source.plan, run.learner.model.get_output_embeddings().weight
+    largest = max(sum(response_tokens[i] for i in mb) for s in range(run.source.total_steps)
+                  for mb in plan.micro_batches(s))
+    return largest * head.shape[0] * max(head.element_size(), 4) > KEEP_PROBS_BYTES
 
 
 def resolved_settings(run: Any) -> dict[str, Any]:
     """The performance settings duelist chose for itself (the ``auto`` ones resolved)."""
     ln = run.learner
-    return {"layout": ln.layout, "reference": run.source.ref_mode, "compile": getattr(ln, "compiled", None),
-            "keep_probs": getattr(ln.module, "keep_probs", None), "grad_accum": run.cfg.train.grad_accum,
+    return {"layout": ln.layout, "reference": run.source.ref_mode, "compile": ln.compiled,
+            "keep_probs": ln.module.keep_probs, "grad_accum": run.cfg.train.grad_accum,
             "keep_freed_memory": run.cfg.train.keep_freed_memory}
 
 
@@ -129,8 +144,10 @@ def floor_flops(r: dict[str, Any]) -> float:
 # ---------------------------------------------------------------------------------------------- driver
 
 
-def spawn(args: argparse.Namespace, argv: list[str], system: str, tmp: Path, steps: int) -> dict[str, Any]:
-    """One system in a fresh process with cold caches of its own; its result with ``wall_s`` from its start."""
+def spawn(args: argparse.Namespace, argv: list[str], system: str, tmp: Path, steps: int,
+          fatal: bool = True) -> dict[str, Any] | None:
+    """One system in a fresh process with cold caches of its own; its result with ``wall_s`` from its start
+    (``None`` if it failed and not ``fatal``)."""
     from duelist.models.load import cache_dir
 
     own = Path(tempfile.mkdtemp(dir=tmp, prefix=system.replace(":", "-") + "-"))
@@ -146,6 +163,9 @@ def spawn(args: argparse.Namespace, argv: list[str], system: str, tmp: Path, ste
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=own)
     if out.returncode:
+        if not fatal:
+            print(f"{system} failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
+            return None
         sys.exit(f"{system} failed:\n{out.stderr[-4000:]}")
     r = json.loads(out.stdout.strip().splitlines()[-1])
     r["spawn_s"] = time.perf_counter() - t
@@ -171,7 +191,9 @@ def probe(args: argparse.Namespace, argv: list[str], tmp: Path) -> tuple[str, di
     """Every candidate but the shipped defaults (measured in full anyway) for ``--probe-steps`` steps."""
     guesses = {}
     for name in (c for c in TRL_CANDIDATES if c != "defaults"):
-        r = spawn(args, argv, f"trl:{name}", tmp, args.probe_steps)
+        r = spawn(args, argv, f"trl:{name}", tmp, args.probe_steps, fatal=False)
+        if r is None:
+            continue
         guesses[name] = predicted_s(r, args.probe_steps, args.steps)
         print(f"probe trl:{name}: {r['wall_s']:.0f}s for {args.probe_steps} steps, predicted "
               f"{guesses[name]:.0f}s for {args.steps}", flush=True)
@@ -209,6 +231,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             rnd = {}
             for s in systems:
                 r = rnd[s] = spawn(args, argv, s, tmp, args.steps)
+                assert r is not None
                 r["floor_s"] = floor_flops(r) / (gflops * 1e9)
                 print(f"{s:>36} (round {k + 1}): {r['wall_s']:7.1f} s end to end ({r['wall_s'] / r['floor_s']:.2f}× "
                       f"its floor of {r['floor_s']:.1f} s), peak {r['peak_gib']:.2f} GiB, first losses "

@@ -59,3 +59,20 @@ def test_bundled_configs_validate(path):
             assert len(entrant_configs(tf, quick=quick)) == len(tf.entrants)
     else:
         assert load_config(resolve_config(path.stem)) is not None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "updates", "compiled"),
+    [
+        ([], 249, False),  # too short to repay the compile
+        ([], 250, True),
+        (["train.compile=false"], 10_000, False),  # an explicit setting is kept
+        (["train.compile=true"], 1, True),
+        (["online.prompts=positive-review:prompts"], 10_000, False),  # online: never by default
+    ],
+)
+def test_compile_default_needs_a_run_long_enough(overrides, updates, compiled):
+    from duelist.train.learner import COMPILE_PAYBACK_UPDATES, resolve_compile
+
+    assert COMPILE_PAYBACK_UPDATES == 250
+    assert resolve_compile(load_config(None, overrides), updates) is compiled

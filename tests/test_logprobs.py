@@ -125,3 +125,28 @@ def test_layouts_give_the_padded_log_probs_and_gradients(tiny_tokenizer, layout)
     assert torch.allclose(a.token_logps, c.token_logps, atol=2e-5)
     for n in ga:
         assert torch.allclose(ga[n], gc[n], atol=2e-5, rtol=1e-4), n
+
+
+@pytest.mark.parametrize(("spare", "kept"), [(0, True), (-1, False)])
+def test_default_keeps_the_softmax_up_to_its_budget(monkeypatch, spare, kept):
+    """``keep_probs=None`` (``train.logprob_recompute``'s default) keeps the softmax of a micro-batch whose
+    [response tokens, vocabulary] float32 buffer fits ``KEEP_PROBS_BYTES`` (here 33 response tokens × 257
+    × 4 bytes, and a byte less), recomputes otherwise; the gradients are the recomputed ones either way."""
+    import duelist.models.logprobs as lp
+
+    model = make_model(257, seed=3)
+    ids, att, mask = batch(257)
+    tb = TokenBatch.from_padded(ids, att, mask)
+    assert tb.target.shape[0] == 33
+    budget = 33 * 257 * 4 + spare
+    seen = []
+    apply = lp.ChunkedTargetLogProb.apply
+    monkeypatch.setattr(lp, "KEEP_PROBS_BYTES", budget)
+    monkeypatch.setattr(lp.ChunkedTargetLogProb, "apply", lambda *a: seen.append(a[5]) or apply(*a))
+    lp.response_logprobs(model, tb, chunk_size=5, keep_probs=None).sums.sum().backward()
+    g_default = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    lp.response_logprobs(model, tb, chunk_size=5, keep_probs=False).sums.sum().backward()
+    assert seen == [kept, False]
+    for n, p in model.named_parameters():
+        assert torch.allclose(g_default[n], p.grad, atol=1e-6, rtol=1e-5), n

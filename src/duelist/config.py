@@ -120,13 +120,16 @@ class TrainConfig(Section):
     token distributions, else precomputed and cached on disk."""
     logprob_chunk: int = Field(1024, gt=0)
     """Response tokens per lm_head + log-softmax chunk (one chunk when ``logprob_recompute`` is false)."""
-    logprob_recompute: bool = True
+    logprob_recompute: bool | None = None
     """Recompute each chunk of logits in the backward pass (head memory O(chunk × vocabulary)); false keeps
-    the softmax of every response token instead (4 · tokens · vocabulary bytes; one head matmul fewer)."""
-    compile: bool = False
+    the softmax of every response token instead (4 · tokens · vocabulary bytes; one head matmul fewer).
+    ``None``: keep it for each micro-batch whose softmax fits in ``duelist.models.logprobs.KEEP_PROBS_BYTES``
+    (1 GiB), recompute otherwise."""
+    compile: bool | None = None
     """``torch.compile`` the backbone (dynamic shapes): fuses the elementwise work between matmuls (about 5%
     faster on CPU at fixed lengths). The compile takes minutes on CPU and recurs when a batch crosses one of
-    inductor's size thresholds, so it pays off in long runs only."""
+    inductor's size thresholds, so it pays off in long runs only. ``None``: on for an offline run of at least
+    ``duelist.train.learner.COMPILE_PAYBACK_UPDATES`` updates, when the steps it saves repay the compile."""
     layout: Literal["auto", "padded", "packed", "shared", "shared_packed"] = "auto"
     """How a micro-batch is laid out for the forward pass (see duelist.data.collate). ``auto``: ``packed``
     with flash attention, else ``shared`` (prompt computed once per pair, a row per pair)."""

@@ -26,6 +26,11 @@ from duelist.data.collate import TokenBatch
 from duelist.models.onednn import OneDNNLinear, mm_nt
 from duelist.models.onednn import applies as onednn_applies
 
+# the largest softmax kept for the backward pass when ``keep_probs`` is ``None`` (``train.logprob_recompute``'s
+# default, as the benchmark's speed point runs): 1 GiB is 5,461 response tokens of a 49,152-token vocabulary in
+# float32 (8 pairs of 341-token responses); beyond it the head recomputes its chunks
+KEEP_PROBS_BYTES = 2**30
+
 
 @dataclass
 class SequenceLogProbs:
@@ -276,7 +281,7 @@ def response_logprobs(
     ref_weight: Tensor | None = None,
     ref_bias: Tensor | None = None,
     keep_hidden: bool = False,
-    keep_probs: bool = False,
+    keep_probs: bool | None = False,
 ) -> SequenceLogProbs:
     """Log-probs of every response token of ``batch`` (no [N, T, V] logits are ever materialised).
 
@@ -284,7 +289,8 @@ def response_logprobs(
     With ``ref_hidden`` (a reference's ``SequenceLogProbs.hidden`` for the same batch) and its head
     ``ref_weight``/``ref_bias``, also the per-token KL(π_ref ‖ π_θ), from the same policy forward pass.
     ``keep_hidden`` returns this model's hidden states and head (detached) for that purpose.
-    ``keep_probs`` keeps the response tokens' softmax for the backward pass instead of recomputing it.
+    ``keep_probs`` keeps the response tokens' softmax for the backward pass instead of recomputing it;
+    ``None``: when it takes at most ``KEEP_PROBS_BYTES``.
     """
     backbone, head = split_lm(model)
     hidden = backbone(
@@ -294,6 +300,8 @@ def response_logprobs(
         use_cache=False,
     ).last_hidden_state
     h = hidden.flatten(0, 1)[batch.source]
+    if keep_probs is None:
+        keep_probs = h.shape[0] * head.weight.shape[0] * _acc(head.weight).itemsize <= KEEP_PROBS_BYTES
     lp = ChunkedTargetLogProb.apply(
         h, head.weight, head.bias, batch.target, chunk_size, keep_probs, isinstance(head, OneDNNLinear)
     )
@@ -331,7 +339,11 @@ class LogProbModel(nn.Module):
     """
 
     def __init__(
-        self, model: nn.Module, chunk_size: int = 512, keep_probs: bool = False, autocast: torch.dtype | None = None
+        self,
+        model: nn.Module,
+        chunk_size: int = 512,
+        keep_probs: bool | None = False,
+        autocast: torch.dtype | None = None,
     ):
         super().__init__()
         self.model = model

@@ -98,7 +98,7 @@ class OfflineSource:
             return LiveReference(learner.model, self.cfg.train.logprob_chunk, learner.autocast)
         micro = [mb for s in range(self.total_steps) for mb in self.plan.micro_batches(s)]
         # a compiled backbone scores the reference with its training graph: exactly the policy's step-1 values
-        how = dict(layout=learner.layout, autocast=learner.autocast, training_graph=self.cfg.train.compile)
+        how = dict(layout=learner.layout, autocast=learner.autocast, training_graph=learner.compiled)
         key = micro_batch_key(learner.model, model_source(self.cfg.model), self.pairs, micro, **how)
         t0 = time.perf_counter()
         flat = precompute(learner.model, self.pairs, micro, learner.pad_id, self.cfg.train.logprob_chunk, key, **how)
