@@ -9,12 +9,20 @@ from typing import Any
 import torch
 
 
-def matmul_gflops(n: int = 4096, reps: int = 3, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
-    """Best of ``reps`` n×n×n matmuls on ``device`` in ``dtype``, in GFLOP/s (2n³ FLOPs each)."""
+def matmul_gflops(n: int = 4096, reps: int = 3, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                  onednn: bool = False) -> float:
+    """Best of ``reps`` n×n×n matmuls on ``device`` in ``dtype``, in GFLOP/s (2n³ FLOPs each). ``onednn``: a
+    float32 CPU product by oneDNN (``duelist.models.onednn``, what duelist's linear layers run) instead of
+    ATen's BLAS (MKL, which on AMD CPUs does not pick its fastest kernels)."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
 
     def mm() -> None:
-        torch.mm(a, b)
+        if onednn:
+            from duelist.models.onednn import mm_nt
+
+            mm_nt(a, b)
+        else:
+            torch.mm(a, b)
         if device == "cuda":
             torch.cuda.synchronize()
 
