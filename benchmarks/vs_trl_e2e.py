@@ -241,7 +241,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         if best == "probe":
             best, summary["probe_predicted_s"] = probe(args, argv, tmp)
         summary["trl_best"], summary["trl_best_settings"] = best, TRL_CANDIDATES[best]
-        systems = ["trl:defaults", *([f"trl:{best}"] if best != "defaults" else []), "duelist"]
+        systems = ["duelist", "trl:defaults", *([f"trl:{best}"] if best != "defaults" else [])]
         rounds = []
         for k in range(args.rounds):  # alternating: a drift of the shared machine hits every system
             rnd = {}
