@@ -20,6 +20,11 @@ points).
     python benchmarks/vs_trl.py                 # CPU, default model, fixed 144-token sequences
     python benchmarks/vs_trl.py --data hh       # real hh-harmless length spread
     python benchmarks/vs_trl.py --device cuda --model llama-1.7b --seq-len 1024 --out gpu.json
+    python benchmarks/vs_trl.py --end-to-end    # whole runs, duelist at its defaults (vs_trl_e2e.py)
+
+With ``--end-to-end`` (``vs_trl_e2e.py``) each system's whole run is timed from its process's start to its
+final weights on disk; the last line adds ``e2e_speedup_defaults``, ``e2e_speedup_best``, ``e2e_memory_ratio``
+and ``floor_ratio`` (duelist's time over its FLOP floor).
 """
 
 from __future__ import annotations
