@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 import vs_trl_e2e
+from trl_clock import step_clock
 
 BETA, LR, SEED = 0.1, 2e-5, 0
 LOSS_STEPS = 4  # steps whose losses must agree: step 1 is log 2 for both, later ones test the updates
@@ -198,7 +199,7 @@ def run_trl(args: argparse.Namespace, tmp: Path, settings: dict[str, Any] | None
     saved, and the reference precompute timed apart."""
     import datasets
     from torch.utils.data import SequentialSampler
-    from transformers import AutoModelForCausalLM, TrainerCallback
+    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     class Trainer(DPOTrainer):
@@ -215,21 +216,6 @@ def run_trl(args: argparse.Namespace, tmp: Path, settings: dict[str, Any] | None
             out = super()._precompute_ref_logps(*a, **k)
             precompute.append(time.perf_counter() - t)
             return out
-
-    class Clock(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-            self.losses: list[float] = []
-
-        def on_step_begin(self, *a, **k):
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            self.times.append(time.perf_counter() - self.t0)
-
-        def on_log(self, _args, _state, _control, logs=None, **k):
-            if logs and "loss" in logs:
-                self.losses.append(float(logs["loss"]))
 
     precompute: list[float] = []
     cuda = args.device == "cuda"
@@ -254,7 +240,7 @@ def run_trl(args: argparse.Namespace, tmp: Path, settings: dict[str, Any] | None
         **(settings if settings is not None else
            {"gradient_checkpointing": False} if args.trl_no_checkpointing else {}),
     )
-    clock = Clock()
+    clock = step_clock()
     trainer = Trainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_list(pairs),
                       processing_class=tok, callbacks=[clock])
     trainer.train()

@@ -47,6 +47,7 @@ from typing import Any
 
 import torch
 from hardware import bandwidth_gbs, matmul_gflops
+from trl_clock import step_clock
 
 SEED, LR, BETA, K, PROMPTS, MAX_NEW, TEMPERATURE = 0, 5e-5, 0.1, 2, 8, 32, 1.0
 SPEC = "positive-review:prompts"
@@ -167,20 +168,9 @@ def trl_trainer(kind: str, gen: list[tuple[float, int]]) -> type:
 def run_trl(kind: str, setting: str, steps: int, tmp: Path) -> dict[str, Any]:
     import datasets
     import trl
-    from transformers import TrainerCallback
 
     from duelist.config import ModelConfig
     from duelist.models.load import load_model
-
-    class Clock(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def on_step_begin(self, *a: Any, **k: Any) -> None:
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, *a: Any, **k: Any) -> None:
-            self.times.append(time.perf_counter() - self.t0)
 
     gen: list[tuple[float, int]] = []  # per round: generation seconds, generated tokens
     # duelist's loader (the GGUF dequantized once, cached as safetensors, quantizer flag cleared), but plain
@@ -188,7 +178,7 @@ def run_trl(kind: str, setting: str, steps: int, tmp: Path) -> dict[str, Any]:
     model, tok = load_model(ModelConfig(name="default", onednn_linear=False), "cpu")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    clock = Clock()
+    clock = step_clock()
     cfg = trl_config(kind, setting, steps, tmp / "trl")
     data = datasets.Dataset.from_list([{"prompt": p} for p in prompts_for(steps)])
     trainer = trl_trainer(kind, gen)(model=model, reward_funcs=lexicon_reward, args=cfg, train_dataset=data,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from trl_clock import step_clock
 from vs_trl import RANDOM_MODELS, make_pairs, model_dir, peak_memory_gib, random_dtype, synthetic_tokenizer
 
 LR, SEED = 1e-4, 0  # TRL's default learning rate
@@ -70,7 +71,7 @@ def tokenizer_for(args: argparse.Namespace, path: str) -> Any:
 def run_trl(args: argparse.Namespace, tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
     import datasets
     from torch.utils.data import SequentialSampler
-    from transformers import AutoModelForSequenceClassification, TrainerCallback
+    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     from duelist.models.load import default_model_dir
@@ -78,21 +79,6 @@ def run_trl(args: argparse.Namespace, tmp: Path, settings: dict[str, Any]) -> di
     class Trainer(RewardTrainer):
         def _get_train_sampler(self, *a, **k):  # the same order as duelist
             return SequentialSampler(self.train_dataset)
-
-    class Clock(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-            self.losses: list[float] = []
-
-        def on_step_begin(self, *a, **k):
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            self.times.append(time.perf_counter() - self.t0)
-
-        def on_log(self, _args, _state, _control, logs=None, **k):
-            if logs and "loss" in logs:
-                self.losses.append(float(logs["loss"]))
 
     cuda = args.device == "cuda"
     path = model_dir(args, tmp)
@@ -112,7 +98,7 @@ def run_trl(args: argparse.Namespace, tmp: Path, settings: dict[str, Any]) -> di
         weight_decay=0.0, logging_steps=1, report_to=[], save_strategy="no", bf16=cuda, use_cpu=not cuda,
         max_length=None, seed=SEED, data_seed=SEED, dataloader_num_workers=0, disable_tqdm=True, **settings,
     )
-    clock = Clock()
+    clock = step_clock()
     trainer = Trainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok,
                       callbacks=[clock])
     t0 = time.perf_counter()
