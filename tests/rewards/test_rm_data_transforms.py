@@ -81,16 +81,16 @@ def test_reward_augment_placements_and_consistency():
 
 
 def test_transforms_from_the_data_config():
-    """positive-review's 511 rated pairs with reward_augment and flip_rate 0.25: 1,022 pairs, 256 flipped."""
+    """positive-review's 512 rated pairs with reward_augment and flip_rate 0.25: 1,024 pairs, 256 flipped."""
     cfg = load_config(None, ["data.train=positive-review", "data.reward_augment.low=-1", "data.flip_rate=0.25"])
     assert required_fields(cfg.data) == {"score_chosen": (None, None), "score_rejected": (None, None)}
     examples = validate(read_records("positive-review"), fields=required_fields(cfg.data)).examples
     out, note = apply(examples, cfg.data)
-    assert len(examples) == 511 and len(out) == 1022
+    assert len(examples) == 512 and len(out) == 1024
     assert sum(e.extra[FLIPPED_FIELD] for e in out) == 256
     assert note == (
-        "reward-augmented 511 → 1022 pairs (0 with contradicting ratings dropped); "
-        "flipped 256 of 1022 labels (flip_rate=0.25, seed 0)"
+        "reward-augmented 512 → 1024 pairs (0 with contradicting ratings dropped); "
+        "flipped 256 of 1024 labels (flip_rate=0.25, seed 0)"
     )
     assert apply(examples, load_config().data) == (list(examples), "")
     with pytest.raises(ConfigError, match="flip_rate"):
