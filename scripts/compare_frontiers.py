@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from duelist.eval.plots import frontier_panel
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -22,24 +24,12 @@ def main() -> None:
     parser.add_argument("-o", "--out", type=Path, default=Path("frontiers.png"))
     args = parser.parse_args()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = (("reward", "mean oracle reward, 95% interval"), ("win_rate", "win-rate over the reference, 95% interval"))
     for path in args.evals:
         points = json.loads(path.read_text())["frontier"]
-        name = path.parent.name
-        for ax, key in zip(axes, ("reward", "win_rate"), strict=True):
-            pts = [p for p in points if key in p]
-            ax.errorbar(
-                [p["kl"]["mean"] for p in pts], [p[key]["mean"] for p in pts],
-                xerr=[p["kl"]["se"] for p in pts],
-                yerr=[[p[key]["mean"] - p[key]["lo"] for p in pts], [p[key]["hi"] - p[key]["mean"] for p in pts]],
-                fmt="o-", capsize=3, label=name,
-            )
-            for p in pts:
-                ax.annotate(p["label"], (p["kl"]["mean"], p[key]["mean"]), textcoords="offset points",
-                            xytext=(4, 4), fontsize=7)
-    ylabels = ("mean oracle reward, 95% interval", "win-rate over the reference, 95% interval")
-    for ax, ylabel in zip(axes, ylabels, strict=True):
-        ax.set_xlabel("KL(π ‖ π_ref), nats (± s.e.)")
-        ax.set_ylabel(ylabel)
+        for ax, (key, ylabel) in zip(axes, panels, strict=True):
+            frontier_panel(ax, points, key, ylabel, label=path.parent.name)
+    for ax in axes:
         ax.legend()
     axes[1].axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
     fig.tight_layout()

@@ -32,9 +32,9 @@ def eval_report(
     hist = _history(metrics_file)
     points = result.get("frontier", [])
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
-    _frontier_panel(axes[0, 0], points, "reward", f"mean oracle reward ({result['judge']}), 95% interval")
-    _frontier_panel(axes[0, 1], points, "on_task", "share of samples on task, 95% interval")
-    _frontier_panel(axes[0, 2], points, "win_rate", "win-rate over the reference, 95% interval")
+    frontier_panel(axes[0, 0], points, "reward", f"mean oracle reward ({result['judge']}), 95% interval")
+    frontier_panel(axes[0, 1], points, "on_task", "share of samples on task, 95% interval")
+    frontier_panel(axes[0, 2], points, "win_rate", "win-rate over the reference, 95% interval")
     axes[0, 2].axhline(0.5, color="grey", ls="--", lw=1)
     w, k = result["win_rate"], result["kl"]
     axes[0, 2].set_title(
@@ -70,8 +70,9 @@ def eval_report(
     plt.close(fig)
 
 
-def _frontier_panel(ax: Any, points: list[dict[str, Any]], key: str, ylabel: str) -> None:
-    """``key`` of each point (with its interval) against its KL (± 1 s.e.), joined in run order."""
+def frontier_panel(ax: Any, points: list[dict[str, Any]], key: str, ylabel: str, label: str | None = None) -> None:
+    """``key`` of each point (with its interval) against its KL (± 1 s.e.), joined in run order; ``points``
+    as ``eval.json`` stores them under ``frontier``. ``label`` names the line in a legend (several runs)."""
     pts = [p for p in points if key in p]
     if not pts:
         ax.text(0.5, 0.5, f"no {key.replace('_', '-')} measure for these prompts", ha="center", transform=ax.transAxes)
@@ -80,7 +81,7 @@ def _frontier_panel(ax: Any, points: list[dict[str, Any]], key: str, ylabel: str
     x = [p["kl"]["mean"] for p in pts]
     y = [p[key]["mean"] for p in pts]
     yerr = [[p[key]["mean"] - p[key]["lo"] for p in pts], [p[key]["hi"] - p[key]["mean"] for p in pts]]
-    ax.errorbar(x, y, xerr=[p["kl"]["se"] for p in pts], yerr=yerr, fmt="o-", capsize=3)
+    ax.errorbar(x, y, xerr=[p["kl"]["se"] for p in pts], yerr=yerr, fmt="o-", capsize=3, label=label)
     for p in pts:
         xy = (p["kl"]["mean"], p[key]["mean"])
         ax.annotate(p["label"], xy, textcoords="offset points", xytext=(4, 4), fontsize=7)

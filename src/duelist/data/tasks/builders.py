@@ -30,6 +30,8 @@ from duelist.data.tasks import HERE
 from duelist.data.tasks.judged_builders import build_finegrained_qa, build_intransitive_review
 from duelist.data.tasks.plural_builders import build_plural_review
 
+PAIR_SAMPLES = 16  # continuations per prompt that positive-review's pairs are the best and worst of (step 3)
+
 PROMPT_TEMPLATE = "Movie review: {opening}"
 console = Console(stderr=True)
 
@@ -71,7 +73,7 @@ def build_positive_review_prompts(
 
 def build_positive_review_pairs(
     out: Path = HERE / "positive_review",
-    samples: int = 16,
+    samples: int = PAIR_SAMPLES,
     max_new_tokens: int = 32,
     batch_size: int = 128,
     seed: int = 0,
@@ -185,7 +187,7 @@ def build_on_task(snippets: Path, out: Path = HERE / "positive_review", seed: in
     console.print(f"on-task classifier: held-out accuracy {acc_on:.3f} (reviews), {acc_off:.3f} (other text)")
 
 
-def build_positive_review(source: Path | None, out: Path, samples: int = 16, limit: int | None = 512) -> None:
+def build_positive_review(source: Path | None, out: Path, samples: int = PAIR_SAMPLES, limit: int | None = 512) -> None:
     """Prompts and the on-task classifier (only when the movie-snippets ``source`` is given), then pairs."""
     if source is not None:
         build_positive_review_prompts(source, out)
