@@ -3,6 +3,7 @@ a damaged run, a diverged run): printed as one line without a traceback, exit co
 
 from duelist.config import ConfigError
 from duelist.data.sources import DataError
+from duelist.eval.tournament.entrants import EntrantFailed
 from duelist.losses import LossConfigError
 from duelist.rewards.registry import KindConfigError
 from duelist.train.checkpoint import CheckpointError
@@ -19,6 +20,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     RunLockedError,
     ResumeConfigError,
     NonFiniteError,
+    EntrantFailed,
     FileExistsError,
     FileNotFoundError,
 )

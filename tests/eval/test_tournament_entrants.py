@@ -77,3 +77,26 @@ def test_trains_entrants_then_plays_and_reuses_finished_runs(tmp_path, tiny_mode
     assert main(["tournament", str(f)]) == 0
     assert {n: (out / n / "final" / "model.safetensors").stat().st_mtime_ns for n in weights} == weights
     assert json.loads((out / "tournament.json").read_text())["matrix"] == result["matrix"]  # same samples
+
+
+def test_failed_entrant_is_named_and_earlier_ones_are_kept(tmp_path, tiny_model_dir, capsys):
+    """Entrants train in child processes: the second one's bad record fails its child, the parent stops with
+    one line naming the entrant, file, record and field (exit 2, before any games), and the first entrant's
+    finished run stays."""
+    good = write_jsonl(tmp_path / "pairs.jsonl", standard_rows(4))
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "the movie was", "chosen": " good"}])
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "the movie was"}])
+    out = tmp_path / "t"
+    f = tmp_path / "t.yaml"
+    f.write_text(yaml.safe_dump({
+        "common": {"model": {"name": str(tiny_model_dir)}, "optim": {"warmup": 0},
+                   "train": {"steps": 1, "batch_size": 2, "progress": False, "tensorboard": False}},
+        "entrants": {"first": {"data": {"train": str(good)}}, "second": {"data": {"train": str(bad)}}},
+        "tournament": {"reference": str(tiny_model_dir), "judge": "lexicon", "prompts": str(prompts),
+                       "output_dir": str(out)},
+    }))
+    assert main(["tournament", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: entrants.second: {bad}, record 1, field 'rejected': missing" in err
+    assert (out / "first" / "final" / "model.safetensors").is_file()
+    assert not (out / "tournament.json").exists()

@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     cfgs = entrant_configs(tf, quick=args.quick)  # every entrant validated before any trains
     if cfgs:
         print_budget(cfgs)
-    trained = train_entrants(cfgs)
+    trained = train_entrants(cfgs, args.threads)
     run_tournament({**trained, **tf.tournament.policies}, tf.tournament)
     return 0

@@ -9,10 +9,16 @@ The budget table counts what each entrant consumed: prompts seen (rounds × prom
 per step offline) and responses judged (an offline pair is two judged responses; an online round judges K
 samples per prompt, plus the mixture opponents of Nash-MD-style methods, twice for extragradient methods whose
 half-step policy is sampled and judged again).
+
+Each entrant trains in its own child process, so what one run holds (models, reference caches, the allocator's
+arenas) goes back to the system before the next starts: the tournament's peak memory is one entrant's, not the
+sum (six entrants in one process reached 13.7 GB).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 
 import yaml
@@ -23,6 +29,10 @@ from duelist.config import Config, ConfigError, _merge, config_from_tree, dump_c
 from duelist.eval.tournament.config import TournamentFile
 
 console = Console(stderr=True)
+
+
+class EntrantFailed(RuntimeError):
+    """An entrant's training child exited with an error (its traceback is printed above by the child)."""
 
 
 def entrant_configs(tf: TournamentFile, quick: bool = False) -> dict[str, Config]:
@@ -75,15 +85,35 @@ def finished(cfg: Config) -> bool:
     )
 
 
-def train_entrants(cfgs: dict[str, Config]) -> dict[str, str]:
-    """Train every entrant not already finished; name → run folder."""
-    from duelist.train.run import train
-
+def train_entrants(cfgs: dict[str, Config], threads: int | None = None) -> dict[str, str]:
+    """Train every entrant not already finished, each in a child process; name → run folder."""
     for i, (name, cfg) in enumerate(cfgs.items(), 1):
         if finished(cfg):
             console.print(f"[{i}/{len(cfgs)}] {name}: reusing the finished run in {cfg.train.output_dir}")
             continue
         console.print(f"[{i}/{len(cfgs)}] training {name} → {cfg.train.output_dir}")
-        train(cfg, overwrite=True)
+        ctx = multiprocessing.get_context("spawn")
+        errors = ctx.SimpleQueue()
+        child = ctx.Process(target=_train, args=(cfg, threads, errors), name=name)
+        child.start()
+        child.join()
+        if not errors.empty():
+            raise EntrantFailed(f"entrants.{name}: {errors.get()}")
+        if child.exitcode != 0:
+            raise EntrantFailed(f"entrants.{name}: training failed (exit code {child.exitcode}; its traceback is "
+                                f"above); the entrants before it are finished and will be reused")
     return {name: cfg.train.output_dir for name, cfg in cfgs.items()}
+
+
+def _train(cfg: Config, threads: int | None, errors: SimpleQueue) -> None:
+    """The child: a user's error (bad data, a locked folder) goes back to the parent as one line."""
+    from duelist.errors import USER_ERRORS
+    from duelist.train.run import train
+
+    if threads:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": threads})})
+    try:
+        train(cfg, overwrite=True)
+    except USER_ERRORS as e:
+        errors.put(str(e))
 
