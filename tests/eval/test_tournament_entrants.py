@@ -19,14 +19,17 @@ from duelist.eval.tournament.entrants import budget, entrant_configs
 def test_bundled_tournament_budgets_are_equal():
     """intransitive-tournament: every entrant sees 10 × 8 = 80 prompts; every online entrant judges four
     responses per prompt (K = 4; Nash-MD 2 samples + 2 opponents; EGPO 2 samples, judged twice), 320 in all;
-    offline DPO's fixed pairs are two responses per prompt, 160."""
+    offline DPO's fixed pairs are two responses per prompt, 160. Only the learning rate differs between entrants."""
     tf = load_tournament_file(resolve_config("intransitive-tournament"))
     cfgs = entrant_configs(tf)
     got = {name: budget(cfg) for name, cfg in cfgs.items()}
     assert got == {"offline_dpo": (80, 160), "online_dpo": (80, 320), "sppo": (80, 320), "inpo": (80, 320),
                    "nash_md": (80, 320), "egpo": (80, 320)}
     assert {c.online.judge for c in cfgs.values() if c.online} == {"intransitive"}
-    assert {c.optim.lr for c in cfgs.values()} == {5e-5}
+    # learning rates chosen on training prompts (scripts/select_tournament_lr.py); nothing else in optim differs
+    assert {n: c.optim.lr for n, c in cfgs.items()} == {
+        "offline_dpo": 5e-5, "online_dpo": 5e-5, "sppo": 5e-5, "inpo": 1.5e-4, "nash_md": 1.5e-4, "egpo": 4.5e-4}
+    assert len({c.optim.model_copy(update={"lr": 0}).model_dump_json() for c in cfgs.values()}) == 1
     assert cfgs["sppo"].train.output_dir == str(Path("runs/intransitive-tournament") / "sppo")
 
 
