@@ -32,7 +32,8 @@ console = Console(stderr=True)
 
 
 class EntrantFailed(RuntimeError):
-    """An entrant's training child exited with an error (its traceback is printed above by the child)."""
+    """An entrant's training child failed: a user's error, passed back as its one line, or a crash whose
+    traceback the child printed."""
 
 
 def entrant_configs(tf: TournamentFile, quick: bool = False) -> dict[str, Config]:
