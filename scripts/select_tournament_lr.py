@@ -6,7 +6,7 @@ training-split prompts that no entrant saw (the online entrants' first ``steps Ã
 order and offline DPO's pairs' prompts are excluded). Each entrant's chosen rate is the one with the highest
 win-rate against the reference there. The tournament file's own finished entrants are reused at its rate.
 
-    python scripts/select_tournament_lr.py intransitive-tournament --lr 5e-5 1.5e-4 --jobs 2 \
+    python scripts/select_tournament_lr.py intransitive-tournament --lr 5e-5 1.5e-4 \
         --grid inpo=5e-5,1.5e-4,4.5e-4   # a grid extended past the edge where the best rate was
 
 Writes ``<out>/validation_prompts.jsonl``, ``<out>/tournament.json`` (the validation matrix) and
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def main() -> None:
                     help="a finished run of another method to validate alongside (e.g. dno@5e-05=runs/dno)")
     ap.add_argument("--only", nargs="*", default=None, metavar="NAME", help="sweep these entrants only")
     ap.add_argument("--prompts", type=int, default=64, help="validation prompts")
-    ap.add_argument("--jobs", type=int, default=1, help="entrants trained at once (each on one thread)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="entrants trained at once, sharing the cores (an all-pairs entrant at K = 4: about 12 GB)")
     ap.add_argument("--out", default=None, help="default: <tournament.output_dir>-lr")
     a = ap.parse_args()
 
@@ -84,10 +86,10 @@ def main() -> None:
                 reused[key] = cfg.train.output_dir
             else:
                 run_dir = str(out / key.replace("@", "-lr"))
-                one_core = {"output_dir": run_dir, "threads": 1}
-                todo[key] = at_lr.model_copy(update={"train": at_lr.train.model_copy(update=one_core)})
-    # threads only wait: each entrant trains in its own child process on one core, the next free worker
-    # taking the next entrant (finished runs in ``out`` are reused)
+                share = {"output_dir": run_dir, "threads": max(1, (os.cpu_count() or 1) // a.jobs)}
+                todo[key] = at_lr.model_copy(update={"train": at_lr.train.model_copy(update=share)})
+    # threads only wait: each entrant trains in its own child process on its share of the cores, the next
+    # free worker taking the next entrant (finished runs in ``out`` are reused)
     with ThreadPoolExecutor(a.jobs) as pool:
         list(pool.map(lambda item: train_entrants(dict([item])), todo.items()))
 

@@ -19,7 +19,8 @@ from duelist.eval.tournament.entrants import budget, entrant_configs
 def test_bundled_tournament_budgets_are_equal():
     """intransitive-tournament: every entrant sees 10 × 8 = 80 prompts; every online entrant judges four
     responses per prompt (K = 4; Nash-MD 2 samples + 2 opponents; EGPO 2 samples, judged twice), 320 in all;
-    offline DPO's fixed pairs are two responses per prompt, 160. Only the learning rate differs between entrants."""
+    offline DPO's fixed pairs are two responses per prompt, 160. Besides each entrant's learning rate, only INPO's τ
+    was chosen (on training prompts, like the rates): the methods' other parameters are their defaults."""
     tf = load_tournament_file(resolve_config("intransitive-tournament"))
     cfgs = entrant_configs(tf)
     got = {name: budget(cfg) for name, cfg in cfgs.items()}
@@ -30,6 +31,10 @@ def test_bundled_tournament_budgets_are_equal():
     assert {n: c.optim.lr for n, c in cfgs.items()} == {
         "offline_dpo": 5e-5, "online_dpo": 5e-5, "sppo": 5e-5, "inpo": 1.5e-4, "nash_md": 1.5e-4, "egpo": 4.5e-4}
     assert len({c.optim.model_copy(update={"lr": 0}).model_dump_json() for c in cfgs.values()}) == 1
+    assert {n: c.online.method for n, c in cfgs.items() if c.online} == {
+        "online_dpo": {"name": "online_dpo", "beta": 0.1, "samples": 4}, "sppo": {"name": "sppo", "samples": 4},
+        "inpo": {"name": "inpo", "samples": 4, "tau": 0.02},
+        "nash_md": {"name": "nash_md", "samples": 2, "opponents": 2}, "egpo": {"name": "egpo", "samples": 2}}
     assert cfgs["sppo"].train.output_dir == str(Path("runs/intransitive-tournament") / "sppo")
 
 
